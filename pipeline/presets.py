@@ -1,0 +1,120 @@
+"""Pipeline settings: the ``demo``, ``paper`` and ``test`` presets and the flag overrides.
+
+``demo`` (default) runs offline on a 2-core CPU in under 15 minutes: the embedded photos, a small
+StyleGAN2 at 64 px (from the starting pickle shipped in ``data/models/`` when there is one, else
+from scratch), and the embedded x4 super-resolution model. ``paper`` is the article's setting on a
+GPU box: ``stylegan2-church-config-f`` at 256 px fine-tuned with ADA on the user's photos, then a
+x4 U-Net trained with the ImageNet VGG16 perceptual loss. ``test`` is a seconds-long tiny run for
+the test suite.
+"""
+
+import dataclasses
+import glob
+import os
+from typing import List, Optional
+
+from pipeline import PipelineError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBEDDED_PHOTOS = os.path.join(REPO_ROOT, "data", "samples", "landscapes")
+SHIPPED_MODELS = os.path.join(REPO_ROOT, "data", "models")
+# Special values of --resume_pkl and --sr_model.
+AUTO = "auto"          # resume_pkl: the pickle shipped in data/models/ if any, else from scratch
+SCRATCH = "none"       # resume_pkl: a new network from create_networks
+EMBEDDED = "embedded"  # sr_model: the x4 model shipped in superres_tf/weights/
+TRAIN = "train"        # sr_model: train one in the sr_train stage
+
+
+@dataclasses.dataclass
+class Config:
+    """Every setting of a pipeline run (presets fill them, flags override them)."""
+
+    preset: str = "demo"
+    work_dir: str = "runs/demo"
+    data_dir: Optional[str] = None      # photo folder; None means "the preset has none: required"
+    seed: int = 0
+    # GAN fine-tuning (stylegan_tl.train.run_training)
+    resume_pkl: str = AUTO              # path, URL, official name, 'auto' or 'none'
+    family: str = "stylegan2"           # architecture of a from-scratch network
+    resolution: int = 64
+    fmap_max: int = 64                  # channel cap of a from-scratch network
+    kimg: float = 1.0
+    batch: int = 8
+    gamma: Optional[float] = None       # R1 weight; None = the training default for the resolution
+    aug: str = "noaug"                  # 'noaug' or 'ada'
+    mirror: bool = True
+    freezed: int = 0
+    snap: float = 1.0                   # snapshot interval, kimg
+    # Sampling (stylegan_tl.generate)
+    seeds: List[int] = dataclasses.field(default_factory=lambda: list(range(8)))
+    truncation_psi: float = 0.7
+    # Super-resolution (superres_tf)
+    sr_scale: int = 4
+    sr_model: str = EMBEDDED            # path of a .keras, 'embedded' or 'train'
+    sr_epochs: int = 0                  # extra epochs (0 with 'embedded': no fine-tune)
+    sr_steps: int = 100                 # steps per epoch
+    sr_batch: int = 8
+    sr_crop: int = 96                   # high-resolution training crop, px
+    vgg_weights: str = "imagenet"       # 'imagenet', a .h5/.weights.h5 path, or 'none' (random)
+    heldout: float = 0.2                # fraction of the photos held out for SR metrics
+    tile: int = 256
+    overlap: int = 32
+
+
+PRESETS = {
+    "demo": dict(data_dir=EMBEDDED_PHOTOS),
+    "paper": dict(
+        work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
+        batch=32, gamma=100.0, aug="ada", snap=10.0, seeds=list(range(16)), sr_model=TRAIN,
+        sr_epochs=40, sr_steps=500, sr_batch=16, sr_crop=256, heldout=0.1),
+    "test": dict(
+        work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
+        batch=4, snap=0.008, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_epochs=1,
+        sr_steps=2, sr_batch=2, sr_crop=32, vgg_weights="none", heldout=0.34, tile=32,
+        overlap=8),
+}
+
+
+def shipped_starting_pickle() -> Optional[str]:
+    """The first ``data/models/*.pkl`` shipped in the repository, or None."""
+    found = sorted(glob.glob(os.path.join(SHIPPED_MODELS, "*.pkl")))
+    return found[0] if found else None
+
+
+def make_config(preset: str, **overrides) -> Config:
+    """Preset values, then every override that is not None.
+
+    Raises:
+      PipelineError: unknown preset or setting, or a preset without photos and no ``data_dir``.
+    """
+    if preset not in PRESETS:
+        raise PipelineError(f"--preset={preset}: expected one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset], preset=preset)
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise PipelineError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = Config(**values)
+    if not cfg.data_dir:
+        raise PipelineError(f"--data_dir is required with --preset={preset} (a folder of photos)")
+    if cfg.resume_pkl == AUTO:
+        cfg.resume_pkl = shipped_starting_pickle() or SCRATCH
+    return cfg
+
+
+def parse_seeds(text: str) -> List[int]:
+    """``'0-3,7'`` -> ``[0, 1, 2, 3, 7]``.
+
+    Raises:
+      PipelineError: a malformed item.
+    """
+    seeds = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            low, _, high = item.partition("-")
+            seeds.extend(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise PipelineError(f"--seeds={text}: expected e.g. '0-7' or '1,5,9'") from None
+    if not seeds:
+        raise PipelineError(f"--seeds={text}: no seeds")
+    return seeds

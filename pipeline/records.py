@@ -1,0 +1,242 @@
+"""Stage records in ``<work_dir>/stages/<stage>.json``: fingerprints, up-to-date checks, resume.
+
+A record holds the stage's parameters, a fingerprint of every input (size, mtime and SHA-256 of
+each file), its outputs with their fingerprints, its results, its warnings and its timing. A stage
+is *up to date* when its record is complete, its parameters are equal, its inputs have the same
+content (a touched but unchanged file still matches: the hash decides) and its outputs are intact.
+A record left ``running`` by an interrupted run, or one whose parameters differ only in the
+stage's ``resume_ignores`` keys (e.g. a larger ``kimg``), lets the stage resume.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") or ".tmp" in name
+
+
+def fingerprint(path: str, previous: Optional[dict] = None) -> dict:
+    """Fingerprint a file or a directory tree: ``{relpath: [size, mtime_ns, sha256]}``.
+
+    A file is keyed ``'.'``. Hashes of files whose size and mtime equal those in ``previous`` are
+    reused instead of re-read. A missing path gives ``{}``; hidden and temp files are ignored.
+    """
+    previous = previous or {}
+    if os.path.isfile(path):
+        entries = [(".", path)]
+    elif os.path.isdir(path):
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not _is_temp(d))
+            for name in sorted(filenames):
+                if not _is_temp(name):
+                    full = os.path.join(dirpath, name)
+                    entries.append((os.path.relpath(full, path), full))
+    else:
+        return {}
+    result = {}
+    for rel, full in entries:
+        st = os.stat(full)
+        old = previous.get(rel)
+        if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            digest = old[2]
+        else:
+            digest = _sha256(full)
+        result[rel] = [st.st_size, st.st_mtime_ns, digest]
+    return result
+
+
+def same_content(a: dict, b: dict) -> bool:
+    """True when two fingerprints list the same files with the same sizes and hashes."""
+    return {k: (v[0], v[2]) for k, v in a.items()} == {k: (v[0], v[2]) for k, v in b.items()}
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+@dataclasses.dataclass
+class Stage:
+    """One pipeline stage.
+
+    Attributes:
+      name: record name, e.g. ``'finetune'``.
+      params: ``cfg -> dict`` of the settings the stage depends on (JSON-able).
+      inputs: ``(cfg, ws) -> {name: path or None}`` of files/folders whose content it depends on
+        (``None`` entries are recorded as absent).
+      run: ``(cfg, ws, resume: bool) -> StageResult``.
+      resume_ignores: parameter keys that may change without losing the right to resume.
+    """
+
+    name: str
+    params: Callable
+    inputs: Callable
+    run: Callable
+    resume_ignores: Tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class StageResult:
+    """What a stage body returns: output paths, numbers for the report, and warnings."""
+
+    outputs: Dict[str, str]
+    result: dict = dataclasses.field(default_factory=dict)
+    warnings: list = dataclasses.field(default_factory=list)
+
+
+class Workspace:
+    """Paths inside ``work_dir`` and the stage records stored there."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    def path(self, *parts: str) -> str:
+        """Absolute path of ``parts`` inside the work dir."""
+        return os.path.join(self.root, *parts)
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the work dir when inside it, else absolute (as stored in records)."""
+        path = os.path.abspath(path)
+        inside = os.path.commonpath([path, self.root]) == self.root
+        return os.path.relpath(path, self.root) if inside else path
+
+    def record_path(self, stage: str) -> str:
+        return self.path("stages", f"{stage}.json")
+
+    def load_record(self, stage: str) -> Optional[dict]:
+        """The stage's record, or None if it has none (or an unreadable one)."""
+        try:
+            with open(self.record_path(stage), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def save_record(self, stage: str, record: dict) -> None:
+        atomic_write_json(self.record_path(stage), record)
+
+    def output(self, stage: str, name: str) -> Optional[str]:
+        """Absolute path of output ``name`` of a completed ``stage``, or None."""
+        record = self.load_record(stage)
+        if not record or record.get("status") != "complete" or name not in record["outputs"]:
+            return None
+        return self.path(record["outputs"][name])
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        message = record.getMessage().strip().splitlines()
+        if message and message[0] not in self.messages:
+            self.messages.append(message[0])
+
+
+@contextlib.contextmanager
+def collect_warnings():
+    """Collect the first line of every WARNING+ log record and Python warning while active."""
+    collector = _WarningCollector()
+    root = logging.getLogger()
+    root.addHandler(collector)
+    logging.captureWarnings(True)
+    try:
+        yield collector.messages
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(collector)
+
+
+def format_seconds(seconds: float) -> str:
+    """``'1m23s'`` style duration."""
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{sec:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _outputs_intact(ws: Workspace, record: dict) -> bool:
+    for name, rel in record.get("outputs", {}).items():
+        recorded = record.get("output_fingerprints", {}).get(name, {})
+        current = fingerprint(ws.path(rel), recorded)
+        if not current or not same_content(current, recorded):
+            return False
+    return True
+
+
+def _may_resume(old: Optional[dict], params: dict, inputs_fp: dict, ignores) -> bool:
+    if not old:
+        return False
+    strip = lambda p: {k: v for k, v in p.items() if k not in ignores}  # noqa: E731
+    same_inputs = set(old.get("inputs", {})) == set(inputs_fp) and all(
+        same_content(old["inputs"][k], v) for k, v in inputs_fp.items())
+    return same_inputs and strip(old.get("params", {})) == strip(params)
+
+
+def run_stage(stage: Stage, cfg, ws: Workspace, force: bool = False, index: str = "",
+              out=sys.stdout) -> dict:
+    """Run ``stage`` unless it is up to date; return its (new or existing) record.
+
+    Prints ``skip <stage>: up to date`` when skipping, else a banner, and the elapsed time at the
+    end. The record is written ``running`` before the body starts and ``complete`` after.
+    """
+    params = _jsonable(stage.params(cfg))
+    old = ws.load_record(stage.name)
+    old_inputs = (old or {}).get("inputs", {})
+    inputs_fp = {name: fingerprint(path, old_inputs.get(name)) if path else {}
+                 for name, path in stage.inputs(cfg, ws).items()}
+    if (not force and old and old.get("status") == "complete"
+            and _may_resume(old, params, inputs_fp, ()) and _outputs_intact(ws, old)):
+        print(f"skip {stage.name}: up to date", file=out, flush=True)
+        return old
+    resume = not force and _may_resume(old, params, inputs_fp, stage.resume_ignores)
+    record = {"stage": stage.name, "status": "running", "started": _now(), "params": params,
+              "inputs": inputs_fp, "resumed": resume}
+    ws.save_record(stage.name, record)
+    print(f"==> {index}{stage.name}{' (resuming)' if resume else ''}", file=out, flush=True)
+    start = time.time()
+    with collect_warnings() as logged:
+        result = stage.run(cfg, ws, resume=resume)
+    elapsed = time.time() - start
+    outputs = {name: ws.rel(path) for name, path in result.outputs.items()}
+    record.update(
+        status="complete", finished=_now(), elapsed_sec=round(elapsed, 3), outputs=outputs,
+        output_fingerprints={name: fingerprint(ws.path(rel)) for name, rel in outputs.items()},
+        result=_jsonable(result.result),
+        warnings=list(dict.fromkeys(list(result.warnings) + logged)))
+    ws.save_record(stage.name, record)
+    print(f"<== {stage.name} done in {format_seconds(elapsed)}", file=out, flush=True)
+    return record

@@ -1,0 +1,222 @@
+"""``report.html`` (one self-contained file) and ``summary.json`` from the stage records.
+
+The figure follows the article: GAN samples in a row, the same samples after super-resolution
+below, and zoomed crops side by side (nearest-neighbour enlargement of a crop of the sample next
+to the same region of the enhanced image). Training curves are inline SVG drawn here from the
+logged scalars; images are embedded as base64 PNG.
+"""
+
+import base64
+import glob
+import html
+import io
+import json
+import math
+import os
+from typing import Dict, List, Tuple
+
+from PIL import Image
+
+from pipeline.records import format_seconds
+
+Series = List[Tuple[float, float]]
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{margin-top:0} h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
+.row figure{margin:0;text-align:center;font-size:12px}
+.px{image-rendering:pixelated}
+.warn{background:#fff3cd;border:1px solid #e0b400;padding:8px 16px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}
+"""
+
+
+def read_scalars(log_dir: str) -> Dict[str, Series]:
+    """Scalars logged under ``log_dir``: ``{tag: [(step, value), ...]}`` sorted by step.
+
+    Reads TensorBoard event files (``events.out.tfevents.*``, any depth; TF2 tensor summaries and
+    TF1 simple values). Tags of sub-folders are prefixed with the folder (``'train/loss'``).
+    """
+    import tensorflow as tf  # only the report of a run with training logs needs it
+    scalars: Dict[str, Series] = {}
+    pattern = os.path.join(log_dir, "**", "events.out.tfevents.*")
+    for path in sorted(glob.glob(pattern, recursive=True)):
+        prefix = os.path.relpath(os.path.dirname(path), log_dir)
+        prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
+        for raw in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                elif value.HasField("tensor") and not value.tensor.string_val:
+                    number = tf.make_ndarray(value.tensor)
+                    if number.size != 1:
+                        continue
+                    number = float(number.reshape(()))
+                else:
+                    continue
+                scalars.setdefault(prefix + value.tag, []).append((event.step, float(number)))
+    return {tag: sorted(points) for tag, points in scalars.items()}
+
+
+def svg_chart(title: str, points: Series, width: int = 320, height: int = 180) -> str:
+    """A small line chart of ``points`` (step, value) as an inline ``<svg>`` element."""
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    left, right, top, bottom = 52, 10, 22, 24
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'style="background:#fafafa;border:1px solid #ddd">',
+             f'<text x="{width / 2}" y="15" font-size="12" text-anchor="middle">'
+             f'{html.escape(title)}</text>']
+    if finite:
+        xs, ys = [p[0] for p in finite], [p[1] for p in finite]
+        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+        sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
+        sy = lambda y: height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)  # noqa: E731
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+        parts += [
+            f'<rect x="{left}" y="{top}" width="{width - left - right}" '
+            f'height="{height - top - bottom}" fill="none" stroke="#bbb"/>',
+            f'<polyline points="{coords}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>',
+            f'<text x="{left - 4}" y="{top + 9}" font-size="10" text-anchor="end">{y1:.4g}</text>',
+            f'<text x="{left - 4}" y="{height - bottom}" font-size="10" text-anchor="end">'
+            f'{y0:.4g}</text>',
+            f'<text x="{left}" y="{height - 8}" font-size="10">{x0:g}</text>',
+            f'<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end">'
+            f'{x1:g}</text>']
+    else:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" font-size="11" '
+                     'text-anchor="middle">no finite values</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _img(image: Image.Image, caption: str, width: int, pixelated: bool = False) -> str:
+    cls = ' class="px"' if pixelated else ""
+    return (f'<figure><img{cls} src="{_data_uri(image)}" width="{width}" '
+            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def zoom_pair(sample: Image.Image, enhanced: Image.Image, fraction: float = 0.25,
+              size: int = 256) -> Tuple[Image.Image, Image.Image]:
+    """The central ``fraction`` of both images, each enlarged to ``size`` px square.
+
+    The sample's crop is enlarged with nearest neighbour (its real pixels); the enhanced image's
+    crop covers the same region of the scene.
+    """
+    def crop(image, resample):
+        w, h = image.size
+        cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+        box = ((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)
+        return image.crop(box).resize((size, size), resample)
+    return crop(sample, Image.NEAREST), crop(enhanced, Image.LANCZOS)
+
+
+def _figure(pairs: List[Tuple[str, str]], display: int) -> str:
+    samples = [Image.open(s) for s, _ in pairs]
+    enhanced = [Image.open(e) for _, e in pairs]
+    out = ['<h2>GAN samples before and after super-resolution</h2>',
+           f'<p>Top: GAN samples ({samples[0].size[0]} px, shown enlarged with nearest neighbour). '
+           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>',
+           '<div class="row">']
+    out += [_img(im, os.path.basename(p), display, pixelated=True)
+            for im, (p, _) in zip(samples, pairs)]
+    out.append('</div><div class="row" style="margin-top:6px">')
+    out += [_img(im, os.path.basename(p), display) for im, (_, p) in zip(enhanced, pairs)]
+    out.append('</div><h2>Zoomed crops (centre quarter)</h2><div class="row">')
+    for (path, _), sample, enh in list(zip(pairs, samples, enhanced))[:4]:
+        before, after = zoom_pair(sample, enh)
+        name = os.path.basename(path)
+        out.append(_img(before, f"{name}: sample (nearest)", 256, pixelated=True)
+                   + _img(after, f"{name}: enhanced", 256) + '<div style="width:18px"></div>')
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def _table(rows: List[Tuple[str, object]], header: Tuple[str, ...] = ()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
+
+
+def _metrics_section(metrics: dict) -> str:
+    if not metrics:
+        return "<h2>Super-resolution metrics</h2><p>No metrics (no held-out photos).</p>"
+    rows = [(name, f"{metrics[f'{name}_psnr_y']:.2f}", f"{metrics[f'{name}_ssim']:.4f}")
+            for name in ("model", "bicubic")]
+    gain = metrics["model_psnr_y"] - metrics["bicubic_psnr_y"]
+    return ("<h2>Super-resolution metrics on held-out photos</h2>"
+            f"<p>{metrics.get('num_images', '?')} held-out photos, x{metrics.get('scale', '?')}, "
+            "PSNR on Y with a border crop of the scale; model gain over bicubic: "
+            f"<b>{gain:+.2f} dB</b>.</p>" + _table(rows, ("method", "PSNR-Y (dB)", "SSIM")))
+
+
+def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:
+    out = ["<h2>Training curves</h2>"]
+    for run, scalars in curves.items():
+        out.append(f"<h3>{html.escape(run)}</h3>")
+        if not scalars:
+            out.append("<p>No scalars logged.</p>")
+            continue
+        out.append('<div class="charts">' + "".join(
+            svg_chart(tag, points) for tag, points in sorted(scalars.items())) + "</div>")
+    return "\n".join(out)
+
+
+def render_html(summary: dict, pairs: List[Tuple[str, str]],
+                curves: Dict[str, Dict[str, Series]]) -> str:
+    """The report page for ``summary`` (see ``build_summary``), sample/enhanced ``pairs``, ``curves``."""
+    warnings = summary["warnings"]
+    warn = ("<div class='warn'><b>Warnings</b><ul>" + "".join(
+        f"<li>[{html.escape(w['stage'])}] {html.escape(w['message'])}</li>" for w in warnings)
+        + "</ul></div>") if warnings else "<p>No warnings.</p>"
+    display = min(256, max(96, 1200 // max(1, len(pairs)) - 8))
+    figure = _figure(pairs, display) if pairs else "<p>No samples.</p>"
+    timings = [(name, s["status"], format_seconds(s["elapsed_sec"]), "yes" if s["resumed"] else "")
+               for name, s in summary["stages"].items()]
+    settings = [(k, json.dumps(v)) for k, v in sorted(summary["settings"].items())]
+    return "\n".join([
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>Pipeline report: {html.escape(summary['settings'].get('preset', ''))}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>StyleGAN transfer learning + super-resolution: report</h1>",
+        warn, figure, _metrics_section(summary["sr_metrics"]), _curves_section(curves),
+        "<h2>Stages</h2>", _table(timings, ("stage", "status", "time", "resumed")),
+        "<h2>Settings</h2>", _table(settings, ("setting", "value")),
+        "</body></html>"])
+
+
+def build_summary(settings: dict, records: Dict[str, dict]) -> dict:
+    """The numbers of a run (``summary.json``) from its settings and stage records.
+
+    Keys: ``settings``, ``stages`` ({name: status, elapsed_sec, resumed}), ``gan`` (the
+    fine-tuning result), ``sr_metrics``, ``sr_model``, ``samples``, ``pairs`` ([sample, enhanced]
+    paths relative to the work dir), ``warnings`` ([{stage, message}]).
+    """
+    def get(stage, *keys):
+        value = records.get(stage) or {}
+        for key in keys:
+            value = value.get(key, {}) if isinstance(value, dict) else {}
+        return value
+
+    return {
+        "settings": settings,
+        "stages": {name: {"status": r.get("status"), "elapsed_sec": r.get("elapsed_sec", 0.0),
+                          "resumed": bool(r.get("resumed"))}
+                   for name, r in records.items() if r},
+        "gan": {**get("finetune", "result"), "snapshot": get("finetune", "outputs", "snapshot")},
+        "sr_metrics": get("sr_train", "result", "metrics"),
+        "sr_model": get("sr_train", "outputs", "model"),
+        "samples": get("generate", "result", "images") or [],
+        "pairs": get("enhance", "result", "pairs") or [],
+        "warnings": [{"stage": name, "message": message} for name, r in records.items() if r
+                     for message in r.get("warnings", [])],
+    }

@@ -1,0 +1,306 @@
+"""The stage bodies: each one calls the public functions of ``stylegan_tl`` / ``superres_tf``.
+
+Every stage is a :class:`pipeline.records.Stage`: the settings it depends on (``params``), the
+files whose content it depends on (``inputs``: the photos or the previous stage's outputs, read
+from that stage's record) and ``run``, which returns a :class:`StageResult`.
+
+Work-dir layout: ``prepared/`` (photos at the GAN resolution), ``finetune/run-<key>/`` (the GAN
+trainer's outdir), ``samples/``, ``sr_data/`` (held-out split + degraded copies),
+``sr_train/run-<key>/`` (the SR trainer's outdir), ``enhanced/``, ``report.html``,
+``summary.json``, ``stages/<stage>.json``.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from pipeline import PipelineError, presets, report
+from pipeline.records import Stage, StageResult, Workspace, atomic_write_bytes, atomic_write_json
+
+
+def _save_png(path: str, image: Image.Image) -> None:
+    buffer = __import__("io").BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _require(ws: Workspace, stage: str, name: str) -> str:
+    path = ws.output(stage, name)
+    if not path:
+        raise PipelineError(f"{ws.record_path(stage)}: stage {stage} has not completed "
+                            f"(run --stage={stage} first)")
+    return path
+
+
+def _run_dir(ws: Workspace, stage: str, params: dict, inputs: dict, ignores) -> str:
+    """``<work_dir>/<stage>/run-<key>``: one trainer outdir per setting, so that a changed
+    setting starts a new run beside the old one and an unchanged one resumes in place."""
+    kept = {k: v for k, v in params.items() if k not in ignores}
+    key = hashlib.sha256(json.dumps([kept, inputs], sort_keys=True).encode()).hexdigest()[:10]
+    return ws.path(stage, f"run-{key}")
+
+
+def _fresh_dir(path: str, resume: bool) -> str:
+    """Create ``path``; when not resuming, first remove what a previous attempt left there."""
+    if not resume and os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare
+
+
+def check_photo_folder(data_dir: str) -> str:
+    """Return ``data_dir`` if it is a folder holding at least one image file.
+
+    Raises:
+      PipelineError: missing, empty, or no image files (one line naming the folder).
+    """
+    from stylegan_tl.dataset import IMAGE_EXTENSIONS, list_image_files
+    if not os.path.isdir(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir is not a directory")
+    if not os.listdir(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir is empty")
+    if not list_image_files(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir has no image files "
+                           f"({' '.join(IMAGE_EXTENSIONS)})")
+    return data_dir
+
+
+def starting_pickle(cfg):
+    """The local path of ``cfg.resume_pkl`` if it is a file, else None (scratch, URL, name)."""
+    return cfg.resume_pkl if os.path.isfile(cfg.resume_pkl) else None
+
+
+def gan_resolution(cfg) -> int:
+    """The GAN's resolution: a local starting pickle's own, else ``cfg.resolution``."""
+    path = starting_pickle(cfg)
+    if path:
+        from stylegan_tl.pickle_io import read_network_pkl
+        gs = read_network_pkl(path)[2]
+        synthesis = gs.components.get("synthesis")
+        for kwargs in (gs.static_kwargs, synthesis.static_kwargs if synthesis else {}):
+            if kwargs.get("resolution"):
+                return int(kwargs["resolution"])
+    return cfg.resolution
+
+
+def _prepare(cfg, ws, resume):
+    from stylegan_tl.dataset import list_image_files, load_dataset
+    array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=1)
+    files = [os.path.relpath(f, cfg.data_dir) for f in list_image_files(cfg.data_dir)]
+    names = [f for f in files if f not in set(array.skipped)]
+    out = _fresh_dir(ws.path("prepared"), resume=False)
+    for name, chw in zip(names, array.images):
+        stem = os.path.splitext(name)[0].replace(os.sep, "__")
+        _save_png(os.path.join(out, f"{stem}.png"), Image.fromarray(np.transpose(chw, (1, 2, 0))))
+    warnings = [f"unreadable photo skipped: {name}" for name in array.skipped]
+    return StageResult({"prepared": out}, {"num_images": len(names),
+                                           "resolution": array.resolution}, warnings)
+
+
+PREPARE = Stage(
+    "prepare",
+    params=lambda cfg: {"resolution": gan_resolution(cfg)},
+    inputs=lambda cfg, ws: {"photos": check_photo_folder(cfg.data_dir)},
+    run=_prepare)
+
+# ---------------------------------------------------------------------------------------------
+# finetune
+
+_GAN_RESUME_IGNORES = ("kimg", "snap")
+
+
+def _finetune_params(cfg) -> dict:
+    scratch = cfg.resume_pkl == presets.SCRATCH
+    return {"resume_pkl": None if scratch or starting_pickle(cfg) else cfg.resume_pkl,
+            "scratch": {"family": cfg.family, "resolution": cfg.resolution,
+                        "fmap_max": cfg.fmap_max} if scratch else None,
+            "kimg": cfg.kimg, "batch": cfg.batch, "gamma": cfg.gamma, "aug": cfg.aug,
+            "mirror": cfg.mirror, "freezed": cfg.freezed, "snap": cfg.snap, "seed": cfg.seed}
+
+
+def _finetune_inputs(cfg, ws) -> dict:
+    return {"prepared": _require(ws, "prepare", "prepared"), "start_pkl": starting_pickle(cfg)}
+
+
+def _finetune(cfg, ws, resume):
+    from stylegan_tl.train import run_training
+    params = _finetune_params(cfg)
+    inputs = ws.load_record("finetune")["inputs"]
+    outdir = _fresh_dir(_run_dir(ws, "finetune", params, inputs, _GAN_RESUME_IGNORES), resume)
+    extra = {}
+    if params["scratch"]:
+        extra = dict(family=cfg.family, resolution=cfg.resolution,
+                     config={"fmap_max": cfg.fmap_max})
+    start = None if params["scratch"] else (starting_pickle(cfg) or cfg.resume_pkl)
+    out = run_training(data=_require(ws, "prepare", "prepared"), outdir=outdir, resume=start,
+                       kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
+                       aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
+    result = {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
+    return StageResult({"snapshot": out["snapshot"], "log_dir": out.get("log_dir", outdir)}, result)
+
+
+FINETUNE = Stage("finetune", _finetune_params, _finetune_inputs, _finetune, _GAN_RESUME_IGNORES)
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+def _generate(cfg, ws, resume):
+    from stylegan_tl import load_network_pkl
+    from stylegan_tl.generate import generate_images
+    _, _, gs = load_network_pkl(_require(ws, "finetune", "snapshot"))
+    out = ws.path("samples")
+    paths = generate_images(gs, cfg.seeds, truncation_psi=cfg.truncation_psi,
+                            noise_mode="const", outdir=out)
+    keep = {os.path.abspath(p) for p in paths}
+    for name in os.listdir(out):  # samples of seeds no longer asked for
+        if os.path.abspath(os.path.join(out, name)) not in keep:
+            os.remove(os.path.join(out, name))
+    return StageResult({"samples": out}, {"images": sorted(ws.rel(p) for p in paths)})
+
+
+GENERATE = Stage(
+    "generate",
+    params=lambda cfg: {"seeds": cfg.seeds, "truncation_psi": cfg.truncation_psi},
+    inputs=lambda cfg, ws: {"snapshot": _require(ws, "finetune", "snapshot")},
+    run=_generate)
+
+# ---------------------------------------------------------------------------------------------
+# sr_data
+
+
+def _sr_data(cfg, ws, resume):
+    from superres_tf.dataset import heldout_pairs, load_rgb_images, split_files
+    from superres_tf.images import from_unit_float
+    from stylegan_tl.dataset import list_image_files
+    train, held = split_files(list_image_files(cfg.data_dir), holdout=cfg.heldout, seed=cfg.seed)
+    out = _fresh_dir(ws.path("sr_data"), resume=False)
+    low_dir = os.path.join(out, "heldout_low")
+    os.makedirs(low_dir)
+    triples = heldout_pairs(load_rgb_images(held, cfg.sr_scale), cfg.sr_scale, cfg.seed)
+    for name, low, _ in triples:
+        stem = os.path.splitext(name)[0]
+        _save_png(os.path.join(low_dir, f"{stem}.png"), Image.fromarray(from_unit_float(low)))
+    split = {"train": sorted(train), "heldout": sorted(held), "seed": cfg.seed,
+             "holdout": cfg.heldout}
+    atomic_write_json(os.path.join(out, "split.json"), split)
+    return StageResult({"split": os.path.join(out, "split.json"), "heldout_low": low_dir},
+                       {"num_train": len(train), "num_heldout": len(held)})
+
+
+SR_DATA = Stage(
+    "sr_data",
+    params=lambda cfg: {"heldout": cfg.heldout, "seed": cfg.seed, "sr_scale": cfg.sr_scale},
+    inputs=lambda cfg, ws: {"photos": check_photo_folder(cfg.data_dir)},
+    run=_sr_data)
+
+# ---------------------------------------------------------------------------------------------
+# sr_train (+ held-out metrics of the model used)
+
+
+def _sr_train_params(cfg) -> dict:
+    return {"sr_model": cfg.sr_model if cfg.sr_model in (presets.EMBEDDED, presets.TRAIN) else "file",
+            "sr_scale": cfg.sr_scale, "sr_epochs": cfg.sr_epochs, "sr_steps": cfg.sr_steps,
+            "sr_batch": cfg.sr_batch, "sr_crop": cfg.sr_crop, "vgg_weights": cfg.vgg_weights,
+            "seed": cfg.seed}
+
+
+def _given_sr_model(cfg):
+    if cfg.sr_model == presets.EMBEDDED:
+        from superres_tf.weights import embedded_model_path
+        return embedded_model_path(cfg.sr_scale)
+    return None if cfg.sr_model == presets.TRAIN else cfg.sr_model
+
+
+def _sr_train(cfg, ws, resume):
+    from superres_tf.metrics import evaluate_folder
+    from superres_tf.train import run_training
+    model = _given_sr_model(cfg)
+    result, warnings = {}, []
+    if model is None or cfg.sr_epochs > 0:
+        params = _sr_train_params(cfg)
+        outdir = _fresh_dir(_run_dir(ws, "sr_train", params, ws.load_record("sr_train")["inputs"],
+                                     ("sr_epochs",)), resume)
+        split = json.load(open(_require(ws, "sr_data", "split"), encoding="utf-8"))
+        out = run_training(data=cfg.data_dir, outdir=outdir, scale=cfg.sr_scale,
+                           holdout=[os.path.basename(p) for p in split["heldout"]],
+                           epochs=cfg.sr_epochs, steps_per_epoch=cfg.sr_steps,
+                           batch_size=cfg.sr_batch, crop=cfg.sr_crop, vgg_weights=cfg.vgg_weights,
+                           init_model=model, seed=cfg.seed)
+        model = out["model"]
+        warnings += list(out.get("warnings", []))
+        result["log_dir"] = ws.rel(out.get("log_dir", outdir))
+    metrics = evaluate_folder(model, cfg.data_dir, scale=cfg.sr_scale,
+                              holdout=json.load(open(_require(ws, "sr_data", "split")))["heldout"])
+    result["metrics"] = metrics
+    return StageResult({"model": model}, result, warnings)
+
+
+SR_TRAIN = Stage(
+    "sr_train", _sr_train_params,
+    inputs=lambda cfg, ws: {"split": _require(ws, "sr_data", "split"),
+                            "model": _given_sr_model(cfg)},
+    run=_sr_train, resume_ignores=("sr_epochs",))
+
+# ---------------------------------------------------------------------------------------------
+# enhance
+
+
+def _enhance(cfg, ws, resume):
+    from superres_tf.enhance import enhance_folder
+    out = _fresh_dir(ws.path("enhanced"), resume=False)
+    samples = _require(ws, "generate", "samples")
+    written = enhance_folder(samples, out, model=_require(ws, "sr_train", "model"),
+                             scale=cfg.sr_scale, tile=cfg.tile, overlap=cfg.overlap)
+    by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in written}
+    pairs = [[ws.rel(os.path.join(samples, name)), ws.rel(by_name[os.path.splitext(name)[0]])]
+             for name in sorted(os.listdir(samples)) if os.path.splitext(name)[0] in by_name]
+    return StageResult({"enhanced": out}, {"pairs": pairs})
+
+
+ENHANCE = Stage(
+    "enhance",
+    params=lambda cfg: {"tile": cfg.tile, "overlap": cfg.overlap, "sr_scale": cfg.sr_scale},
+    inputs=lambda cfg, ws: {"samples": _require(ws, "generate", "samples"),
+                            "model": _require(ws, "sr_train", "model")},
+    run=_enhance)
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+_REPORTED = ("prepare", "finetune", "generate", "sr_data", "sr_train", "enhance")
+
+
+def _report(cfg, ws, resume):
+    records = {name: ws.load_record(name) for name in _REPORTED}
+    summary = report.build_summary(dataclasses.asdict(cfg), records)
+    curves = {}
+    for stage, title in (("finetune", "GAN fine-tuning"), ("sr_train", "Super-resolution training")):
+        log_dir = ((records[stage] or {}).get("outputs", {}).get("log_dir")
+                   or (records[stage] or {}).get("result", {}).get("log_dir"))
+        if log_dir:
+            curves[title] = report.read_scalars(ws.path(log_dir))
+    pairs = [(ws.path(s), ws.path(e)) for s, e in summary["pairs"]]
+    page = report.render_html(summary, pairs, curves)
+    atomic_write_bytes(ws.path("report.html"), page.encode("utf-8"))
+    atomic_write_json(ws.path("summary.json"), summary)
+    return StageResult({"report": ws.path("report.html"), "summary": ws.path("summary.json")})
+
+
+REPORT = Stage(
+    "report",
+    params=lambda cfg: dataclasses.asdict(cfg),
+    inputs=lambda cfg, ws: {name: ws.record_path(name) for name in _REPORTED},
+    run=_report)
+
+STAGES = {stage.name: stage for stage in
+          (PREPARE, FINETUNE, GENERATE, SR_DATA, SR_TRAIN, ENHANCE, REPORT)}

@@ -1,0 +1,132 @@
+"""The article end to end: fine-tune StyleGAN on photos, sample, super-resolve, report.
+
+    python run_pipeline.py --stage=all                       # embedded demo, offline, CPU
+    python run_pipeline.py --stage=all --preset=paper --data_dir=~/photos --work_dir=runs/mine
+
+Stages (in order): prepare, finetune, generate, sr_data, sr_train, enhance, report. Each stage
+records its settings, inputs and outputs in ``<work_dir>/stages/<stage>.json``; a re-run skips the
+stages that are up to date, ``--force`` redoes them, and an interrupted stage resumes. See
+docs/pipeline.md.
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from pipeline import PipelineError
+from pipeline.presets import PRESETS, make_config, parse_seeds
+from pipeline.records import Workspace, format_seconds, run_stage
+
+STAGE_NAMES = ("prepare", "finetune", "generate", "sr_data", "sr_train", "enhance", "report")
+
+flags.DEFINE_enum("stage", "all", ("all",) + STAGE_NAMES, "Stage to run ('all': every stage in order).")
+flags.DEFINE_enum("preset", "demo", tuple(PRESETS),
+                  "demo: embedded photos, small net, CPU, <15 min. paper: the article on a GPU. "
+                  "test: a tiny run for the test suite.")
+flags.DEFINE_string("work_dir", None, "Output folder (default runs/<preset>).")
+flags.DEFINE_string("data_dir", None, "Folder of photos (default for demo: data/samples/landscapes).")
+flags.DEFINE_bool("force", False, "Redo the selected stage(s) even when up to date.")
+flags.DEFINE_integer("seed", None, "Seed of training, splits and degradations.")
+# GAN fine-tuning
+flags.DEFINE_string("resume_pkl", None, "Starting network: pickle path, URL, official name "
+                    "(e.g. stylegan2-church-config-f), 'auto' (data/models/*.pkl if shipped, else "
+                    "scratch) or 'none' (a new network).")
+flags.DEFINE_integer("resolution", None, "GAN resolution (from-scratch networks; a pickle keeps its own).")
+flags.DEFINE_integer("fmap_max", None, "Channel cap of a from-scratch network.")
+flags.DEFINE_float("kimg", None, "Fine-tuning length in thousands of real images shown.")
+flags.DEFINE_integer("batch", None, "GAN minibatch size.")
+flags.DEFINE_float("gamma", None, "R1 regularisation weight (default: the trainer's choice).")
+flags.DEFINE_enum("aug", None, ("noaug", "ada"), "Discriminator augmentation.")
+flags.DEFINE_bool("mirror", None, "Add x-flipped copies of the photos.")
+flags.DEFINE_integer("freezed", None, "Freeze-D: number of frozen discriminator layers.")
+flags.DEFINE_float("snap", None, "Snapshot interval in kimg.")
+# Sampling
+flags.DEFINE_string("seeds", None, "Sample seeds, e.g. '0-7' or '1,5,9'.")
+flags.DEFINE_float("truncation_psi", None, "Truncation psi of the samples.")
+# Super-resolution
+flags.DEFINE_integer("sr_scale", None, "Super-resolution factor (1, 2 or 4).")
+flags.DEFINE_string("sr_model", None, "A .keras model to use, 'embedded' (the shipped x4 model) "
+                    "or 'train' (train one on --data_dir).")
+flags.DEFINE_integer("sr_epochs", None, "SR training epochs (with --sr_model=embedded: fine-tune "
+                     "epochs, 0 = none).")
+flags.DEFINE_integer("sr_steps", None, "SR training steps per epoch.")
+flags.DEFINE_integer("sr_batch", None, "SR training batch size.")
+flags.DEFINE_integer("sr_crop", None, "SR training crop (high-resolution side, px).")
+flags.DEFINE_string("vgg_weights", None, "VGG16 of the perceptual loss: 'imagenet', a weights "
+                    "file, or 'none' (random; a warning is recorded).")
+flags.DEFINE_float("heldout", None, "Fraction of the photos held out from SR training for metrics.")
+flags.DEFINE_integer("tile", None, "Enhance tile size, px (input side).")
+flags.DEFINE_integer("overlap", None, "Enhance tile overlap, px.")
+
+FLAGS = flags.FLAGS
+_PASSED_THROUGH = ("work_dir", "data_dir", "seed", "resume_pkl", "resolution", "fmap_max", "kimg",
+                   "batch", "gamma", "aug", "mirror", "freezed", "snap", "truncation_psi",
+                   "sr_scale", "sr_model", "sr_epochs", "sr_steps", "sr_batch", "sr_crop",
+                   "vgg_weights", "heldout", "tile", "overlap")
+
+
+def config_from_flags():
+    """The run's ``Config``: the preset's values overridden by every flag given."""
+    overrides = {name: FLAGS[name].value for name in _PASSED_THROUGH}
+    if FLAGS.seeds is not None:
+        overrides["seeds"] = parse_seeds(FLAGS.seeds)
+    for name in ("data_dir", "resume_pkl", "sr_model", "vgg_weights"):
+        value = overrides[name]
+        if value and os.path.exists(os.path.expanduser(value)):
+            overrides[name] = os.path.abspath(os.path.expanduser(value))
+    return make_config(FLAGS.preset, **overrides)
+
+
+def run(cfg, stage: str = "all", force: bool = False) -> dict:
+    """Run ``stage`` (or every stage) of ``cfg``; returns ``{stage: record}``."""
+    from pipeline import steps  # imports the packages (TensorFlow) only after the flags are good
+
+    ws = Workspace(cfg.work_dir)
+    names = STAGE_NAMES if stage == "all" else (stage,)
+    start = time.time()
+    print(f"pipeline: preset={cfg.preset} work_dir={ws.root} stages={','.join(names)}", flush=True)
+    records = {}
+    for i, name in enumerate(names):
+        records[name] = run_stage(steps.STAGES[name], cfg, ws, force=force,
+                                  index=f"[{i + 1}/{len(names)}] ")
+    print(f"pipeline: finished in {format_seconds(time.time() - start)}"
+          + (f"; report: {ws.path('report.html')}" if "report" in names else ""), flush=True)
+    return records
+
+
+def _project_errors() -> tuple:
+    """The exception classes whose message is shown as ``error: ...`` (without a traceback).
+
+    Taken from ``sys.modules`` so that a failure before TensorFlow is imported stays fast.
+    """
+    found = [PipelineError]
+    for module, name in (("stylegan_tl.errors", "StyleGANTLError"),
+                         ("superres_tf.errors", "SuperResError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _exit_code(error: Exception) -> int:
+    """Usage/input errors exit 2; other project errors (a failed run) exit 1."""
+    input_errors = ("DatasetError", "ImageReadError", "NetworkPickleError", "ConfigError",
+                    "WeightsError")
+    return 2 if isinstance(error, PipelineError) or type(error).__name__ in input_errors else 1
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        run(config_from_flags(), FLAGS.stage, FLAGS.force)
+    except Exception as error:  # noqa: BLE001 - project errors become one line, others re-raise
+        if not isinstance(error, _project_errors()):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(_exit_code(error))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,161 @@
+"""run_pipeline.py: stage bookkeeping, the report, bad input, and the whole tiny pipeline."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import PipelineError, presets, report
+from pipeline.records import Stage, StageResult, Workspace, fingerprint, run_stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping on a toy stage (no TensorFlow).
+
+
+def _toy_stage(calls):
+    """A stage copying ``cfg['src']`` to ``out/copy.txt``; records each call's resume flag."""
+    def run(cfg, ws, resume):
+        calls.append(resume)
+        if cfg.get("fail"):
+            raise RuntimeError("interrupted")
+        out = ws.path("out", "copy.txt")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(cfg["src"]) as f, open(out, "w") as g:
+            g.write(f.read() + cfg["suffix"])
+        return StageResult({"copy": out}, {"n": 1}, ["careful"])
+    return Stage("toy", params=lambda cfg: {"suffix": cfg["suffix"], "steps": cfg["steps"]},
+                 inputs=lambda cfg, ws: {"src": cfg["src"]}, run=run, resume_ignores=("steps",))
+
+
+@pytest.fixture
+def toy(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("hello")
+    calls = []
+    return _toy_stage(calls), {"src": str(src), "suffix": "!", "steps": 1}, Workspace(
+        str(tmp_path / "work")), calls
+
+
+def test_stage_record_holds_params_inputs_outputs_and_warnings(toy):
+    stage, cfg, ws, _ = toy
+    record = run_stage(stage, cfg, ws, out=io.StringIO())
+    on_disk = json.load(open(ws.record_path("toy")))
+    assert on_disk == record
+    assert record["status"] == "complete" and record["params"] == {"suffix": "!", "steps": 1}
+    assert record["outputs"] == {"copy": os.path.join("out", "copy.txt")}
+    assert list(record["inputs"]["src"]) == ["."] and len(record["inputs"]["src"]["."][2]) == 64
+    assert record["warnings"] == ["careful"] and record["elapsed_sec"] >= 0
+
+
+def test_rerun_skips_until_params_inputs_or_outputs_change(toy):
+    stage, cfg, ws, calls = toy
+    run_stage(stage, cfg, ws, out=io.StringIO())
+    out = io.StringIO()
+    run_stage(stage, cfg, ws, out=out)
+    assert out.getvalue() == "skip toy: up to date\n" and len(calls) == 1
+    os.utime(cfg["src"], ns=(1, 1))  # touched, same content: still up to date
+    run_stage(stage, cfg, ws, out=io.StringIO())
+    assert len(calls) == 1
+    open(cfg["src"], "w").write("changed")
+    run_stage(stage, cfg, ws, out=io.StringIO())
+    assert len(calls) == 2 and open(ws.path("out", "copy.txt")).read() == "changed!"
+    run_stage(stage, dict(cfg, suffix="?"), ws, out=io.StringIO())
+    assert len(calls) == 3
+    os.remove(ws.path("out", "copy.txt"))
+    run_stage(stage, dict(cfg, suffix="?"), ws, out=io.StringIO())
+    assert len(calls) == 4
+    run_stage(stage, dict(cfg, suffix="?"), ws, force=True, out=io.StringIO())
+    assert calls == [False, False, False, True, False]  # same settings: may resume
+
+
+def test_interrupted_stage_resumes_and_resume_ignored_params_continue(toy):
+    stage, cfg, ws, calls = toy
+    with pytest.raises(RuntimeError):
+        run_stage(stage, dict(cfg, fail=True), ws, out=io.StringIO())
+    assert json.load(open(ws.record_path("toy")))["status"] == "running"
+    out = io.StringIO()
+    run_stage(stage, cfg, ws, out=out)
+    assert calls == [False, True] and "(resuming)" in out.getvalue()
+    run_stage(stage, dict(cfg, steps=5), ws, out=io.StringIO())   # longer run: continue
+    run_stage(stage, dict(cfg, steps=5, suffix="?"), ws, out=io.StringIO())  # other run: fresh
+    run_stage(stage, dict(cfg, steps=9, suffix="?"), ws, force=True, out=io.StringIO())
+    assert calls == [False, True, True, False, False]
+
+
+def test_fingerprint_of_folder_lists_files_and_reuses_hashes(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("b")
+    (tmp_path / ".hidden").write_text("x")
+    fp = fingerprint(str(tmp_path))
+    assert sorted(fp) == ["a.txt", os.path.join("sub", "b.txt")]
+    fake = {k: [v[0], v[1], "reused"] for k, v in fp.items()}
+    assert {v[2] for v in fingerprint(str(tmp_path), fake).values()} == {"reused"}
+    assert fingerprint(str(tmp_path / "missing")) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets and the report's pieces.
+
+
+def test_presets_and_flag_overrides():
+    demo = presets.make_config("demo")
+    assert demo.data_dir == presets.EMBEDDED_PHOTOS and demo.sr_model == presets.EMBEDDED
+    assert demo.resume_pkl in (presets.SCRATCH, presets.shipped_starting_pickle())
+    paper = presets.make_config("paper", data_dir="/photos", kimg=5.0)
+    assert (paper.resume_pkl, paper.resolution, paper.kimg) == ("stylegan2-church-config-f", 256, 5.0)
+    with pytest.raises(PipelineError, match="--data_dir is required"):
+        presets.make_config("paper")
+    assert presets.parse_seeds("0-2,7") == [0, 1, 2, 7]
+    with pytest.raises(PipelineError, match="--seeds=x"):
+        presets.parse_seeds("x")
+
+
+def test_svg_chart_draws_a_polyline_scaled_to_the_box():
+    svg = report.svg_chart("loss", [(0, 2.0), (10, 1.0), (20, float("nan")), (30, 0.5)])
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "<polyline" in svg
+    points = svg.split('points="')[1].split('"')[0].split()
+    assert len(points) == 3 and points[0] == "52.0,22.0"   # first point: left edge, top (max)
+    assert "no finite values" in report.svg_chart("x", [(0, float("inf"))])
+
+
+def test_zoom_pair_crops_the_same_region_of_both_images():
+    sample = Image.fromarray(np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((4, 4), np.uint8)))
+    enhanced = sample.resize((64, 64), Image.NEAREST)
+    before, after = report.zoom_pair(sample, enhanced, fraction=0.5, size=32)
+    assert before.size == after.size == (32, 32)
+    assert np.array_equal(np.asarray(before), np.asarray(after))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line.
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, os.path.join(REPO, "run_pipeline.py"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "is not a directory"), ("empty", "is empty"), ("no_images", "has no image files")])
+def test_bad_data_dir_is_a_one_line_error_with_exit_code_2(tmp_path, kind, message):
+    data = tmp_path / "photos"
+    if kind != "missing":
+        data.mkdir()
+    if kind == "no_images":
+        (data / "notes.txt").write_text("not a photo")
+    proc = _cli("--stage=prepare", f"--data_dir={data}", f"--work_dir={tmp_path / 'w'}",
+                cwd=str(tmp_path))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {data}: --data_dir ") and message in lines[0]
+    assert not (tmp_path / "w").exists()
