@@ -20,12 +20,12 @@ Reference: Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 
 and formulas follow ``/work/shared/reference/stylegan_spec.md`` section 3.
 """
 
-import collections
-
 import numpy as np
 import tensorflow as tf
 
+from . import layers
 from .errors import StyleGANTLError
+from .layers import flatten_nchw, lerp, nchw_to_nhwc, nhwc_to_nchw, normalize_2nd_moment
 
 # NVIDIA's defaults per build function (static kwargs not in a pickle take these values).
 G_STYLE_DEFAULTS = dict(
@@ -115,19 +115,9 @@ def _activation(name):
     raise StyleGANTLError(f"unknown nonlinearity {name!r} (expected 'lrelu' or 'relu')")
 
 
-def lerp(a, b, t):
-    """NVIDIA's ``tflib.lerp``: ``a + (b - a) * t``."""
-    return a + (b - a) * t
-
-
 def lerp_clip(a, b, t):
     """``lerp`` with t clipped to [0, 1] (NVIDIA's ``tflib.lerp_clip``)."""
     return a + (b - a) * tf.clip_by_value(t, 0.0, 1.0)
-
-
-def pixel_norm(x, axis=-1, epsilon=1e-8):
-    """``x * rsqrt(mean(x^2, axis) + eps)``; axis is the channel axis."""
-    return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=axis, keepdims=True) + epsilon)
 
 
 def instance_norm(x, epsilon=1e-8):
@@ -196,27 +186,6 @@ def conv2d_downscale2d(x, w, fused):
     return tf.nn.conv2d(x, _shifted_sum(w) * 0.25, strides=2, padding='SAME')
 
 
-def nhwc_flatten_as_nchw(x):
-    """Flatten NHWC x [N, H, W, C] to [N, C*H*W] in NCHW order (how NVIDIA's dense layers see it)."""
-    return tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [tf.shape(x)[0], -1])
-
-
-def minibatch_stddev(x, group_size=4, num_new_features=1):
-    """Append the minibatch standard deviation as ``num_new_features`` channels to NHWC x.
-
-    Samples are grouped strided, as NVIDIA's reshape to [G, M, ...] does (sample n = g * M + m).
-    """
-    g = tf.minimum(group_size, tf.shape(x)[0])
-    _, h, w, c = x.shape
-    f = num_new_features
-    y = tf.reshape(x, [g, -1, h, w, f, c // f])                 # [G, M, H, W, F, C/F]
-    y = y - tf.reduce_mean(y, axis=0, keepdims=True)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + 1e-8)   # [M, H, W, F, C/F]
-    y = tf.reduce_mean(y, axis=[1, 2, 4])                       # [M, F]
-    y = tf.tile(y[:, tf.newaxis, tf.newaxis, :], [g, h, w, 1])  # [N, H, W, F]
-    return tf.concat([x, y], axis=3)
-
-
 def nf_fn(fmap_base, fmap_decay, fmap_max):
     """NVIDIA's feature-map count per stage: ``min(int(fmap_base / 2^(stage * decay)), fmap_max)``."""
     return lambda stage: min(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_max)
@@ -246,17 +215,14 @@ class _V1Module(tf.Module):
 
     def __init__(self, static_kwargs, name, seed):
         super().__init__(name=name)
-        static_kwargs = dict(static_kwargs or {})
-        unknown = sorted(set(static_kwargs) - self._KNOWN)
-        if unknown:
-            raise StyleGANTLError(f"{type(self).__name__} ({name}): unknown static kwargs {unknown}")
-        self.kwargs = dict(self._DEFAULTS, **static_kwargs)
+        self.kwargs = layers.resolve_static_kwargs(type(self).__name__, dict(static_kwargs or {}),
+                                                   self._DEFAULTS, self._KNOWN)
         if self.kwargs.get('dtype', 'float32') != 'float32':
             raise StyleGANTLError(f"{type(self).__name__} ({name}): only dtype='float32' is supported, "
                                   f"got {self.kwargs['dtype']!r}")
-        self.own_vars = collections.OrderedDict()
+        self._params = layers.Params(seed)
+        self.own_vars = self._params.vars
         self._coefs = {}
-        self._rng = np.random.RandomState(seed)
 
     def _merged(self, dynamic_kwargs):
         """Static kwargs overridden by call-time kwargs; unknown or shape-changing ones are errors."""
@@ -269,32 +235,14 @@ class _V1Module(tf.Module):
                                       f"call time (built with {self.kwargs[k]!r})")
         return dict(self.kwargs, **dynamic_kwargs)
 
-    def _new_var(self, name, shape, init='zeros', std=1.0, trainable=True, aggregation=None):
-        """Create own variable ``name``: init 'zeros', 'ones' or 'normal' (N(0, std^2), seeded)."""
-        shape = [int(s) for s in shape]
-        if init == 'normal':
-            value = (self._rng.standard_normal(shape) * std).astype(np.float32)
-        else:
-            value = (np.ones if init == 'ones' else np.zeros)(shape, dtype=np.float32)
-        kw = {} if aggregation is None else dict(aggregation=aggregation)
-        var = tf.Variable(value, name=name, trainable=trainable, **kw)
-        self.own_vars[name] = var
-        return var
-
     def _new_weight(self, scope, shape, gain=np.sqrt(2), lrmul=1.0):
-        """Equalized-lr weight ``scope/weight``: stored N(0, 1/lrmul), runtime coef gain/sqrt(fan_in)*lrmul."""
-        fan_in = int(np.prod(shape[:-1]))
-        he_std = gain / np.sqrt(fan_in)
-        if self.kwargs['use_wscale']:
-            init_std, coef = 1.0 / lrmul, he_std * lrmul
-        else:
-            init_std, coef = he_std / lrmul, lrmul
-        self._new_var(f'{scope}/weight', shape, 'normal', init_std)
-        self._coefs[f'{scope}/weight'] = np.float32(coef)
+        """Equalized-lr weight ``scope/weight`` (stored unscaled; coefficient applied by ``_w``)."""
+        _, coef = self._params.weight(f'{scope}/weight', shape, gain, self.kwargs['use_wscale'], lrmul)
+        self._coefs[f'{scope}/weight'] = coef
 
     def _new_bias(self, scope, size, lrmul=1.0):
-        self._new_var(f'{scope}/bias', [size])
-        self._coefs[f'{scope}/bias'] = np.float32(lrmul)
+        self._params.zeros(f'{scope}/bias', [size])
+        self._coefs[f'{scope}/bias'] = lrmul
 
     def _w(self, name):
         """Runtime value of a scaled variable (stored value times its coefficient)."""
@@ -345,7 +293,7 @@ class G_mapping(_V1Module):
         with self.name_scope:
             fan_in = kw['latent_size']
             if kw['label_size']:
-                self._new_var('LabelConcat/weight', [kw['label_size'], kw['latent_size']], 'normal')
+                self._params.normal('LabelConcat/weight', [kw['label_size'], kw['latent_size']])
                 fan_in *= 2
             for i in range(kw['mapping_layers']):
                 fmaps = kw['dlatent_size'] if i == kw['mapping_layers'] - 1 else kw['mapping_fmaps']
@@ -362,7 +310,7 @@ class G_mapping(_V1Module):
             y = tf.matmul(tf.convert_to_tensor(labels_in, tf.float32), self.own_vars['LabelConcat/weight'])
             x = tf.concat([x, y], axis=1)
         if kw['normalize_latents']:
-            x = pixel_norm(x, axis=1)
+            x = normalize_2nd_moment(x, axis=1)
         for i in range(kw['mapping_layers']):
             x = self._act(self._bias(f'Dense{i}', self._dense(f'Dense{i}', x)))
         if kw['dlatent_broadcast'] is not None:
@@ -409,13 +357,13 @@ class G_synthesis(_V1Module):
     # Variable creation: NVIDIA's template graph (structure 'linear', or 'fixed' if asked for).
     def _create_variables(self):
         kw, nf, r2 = self.kwargs, self._nf, self.resolution_log2
-        self._new_var('lod', [], trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._params.zeros('lod', [], trainable=False)
         if kw['use_noise']:
             for i in range(self.num_layers):
                 res = i // 2 + 2
-                self._new_var(f'noise{i}', [1, 1, 2 ** res, 2 ** res], 'normal', trainable=False)
+                self._params.normal(f'noise{i}', [1, 1, 2 ** res, 2 ** res], trainable=False)
         if kw['const_input_layer']:
-            self._new_var('4x4/Const/const', [1, nf(1), 4, 4], 'ones')
+            self._params.ones('4x4/Const/const', [1, nf(1), 4, 4])
             self._new_epilogue('4x4/Const', nf(1))
         else:
             self._new_weight('4x4/Dense', [kw['dlatent_size'], nf(1) * 16], np.sqrt(2) / 4)
@@ -438,7 +386,7 @@ class G_synthesis(_V1Module):
 
     def _new_epilogue(self, scope, channels):
         if self.kwargs['use_noise']:
-            self._new_var(f'{scope}/Noise/weight', [channels])
+            self._params.zeros(f'{scope}/Noise/weight', [channels])
         self._new_bias(scope, channels)
         if self.kwargs['use_styles']:
             self._new_weight(f'{scope}/StyleMod', [self.kwargs['dlatent_size'], channels * 2], gain=1.0)
@@ -458,11 +406,11 @@ class G_synthesis(_V1Module):
                 s = tf.shape(x)
                 noise = tf.random.normal([s[0], s[1], s[2], 1])
             else:
-                noise = tf.transpose(self.own_vars[f'noise{layer_idx}'], [0, 2, 3, 1])
+                noise = nchw_to_nhwc(self.own_vars[f'noise{layer_idx}'])
             x = x + noise * self.own_vars[f'{scope}/Noise/weight']
         x = self._act(self._bias(scope, x))
         if kw['use_pixel_norm']:
-            x = pixel_norm(x)
+            x = normalize_2nd_moment(x, axis=3)
         if kw['use_instance_norm']:
             x = instance_norm(x)
         if kw['use_styles']:
@@ -475,12 +423,12 @@ class G_synthesis(_V1Module):
         """The 4x4 block: const (or dense from W[0]) + epilogue, 3x3 conv + epilogue. NHWC out."""
         nf = self._nf(1)
         if self.kwargs['const_input_layer']:
-            x = tf.transpose(self.own_vars['4x4/Const/const'], [0, 2, 3, 1])
+            x = nchw_to_nhwc(self.own_vars['4x4/Const/const'])
             x = tf.tile(x, [tf.shape(dlatents)[0], 1, 1, 1])
             x = self._epilogue(x, '4x4/Const', 0, dlatents, noise)
         else:
             x = self._dense('4x4/Dense', dlatents[:, 0])
-            x = tf.transpose(tf.reshape(x, [-1, nf, 4, 4]), [0, 2, 3, 1])
+            x = nchw_to_nhwc(tf.reshape(x, [-1, nf, 4, 4]))
             x = self._epilogue(x, '4x4/Dense', 0, dlatents, noise)
         return self._epilogue(conv2d(x, self._w('4x4/Conv/weight')), '4x4/Conv', 1, dlatents, noise)
 
@@ -526,7 +474,7 @@ class G_synthesis(_V1Module):
                 images = lerp_clip(self._torgb(res, x), upscale2d(images), lod_in - (r2 - res))
         else:
             images = self._grow(x, 3, r2 - 3, lod_in, dlatents, noise) if r2 > 2 else self._torgb(2, x)
-        return tf.transpose(images, [0, 3, 1, 2])
+        return nhwc_to_nchw(images)
 
     def _grow(self, x, res, lod, lod_in, dlatents, noise):
         """Recursive structure: compute only the levels that lod_in needs (nested tf.cond)."""
@@ -579,7 +527,7 @@ class G_style(_V1Module):
         if components:
             raise StyleGANTLError(f"G_style components are 'mapping' and 'synthesis', got {sorted(components)}")
         super().__init__(static_kwargs, name, seed)
-        forwarded = {k: v for k, v in (static_kwargs or {}).items()}
+        forwarded = dict(static_kwargs or {})
         if synthesis is None:
             synthesis = G_synthesis(forwarded, seed=seed + 1)
         if mapping is None:
@@ -588,9 +536,8 @@ class G_style(_V1Module):
         self.num_layers = synthesis.num_styles
         dlatent_size = synthesis.kwargs['dlatent_size']
         with self.name_scope:
-            self._new_var('lod', [], trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self._new_var('dlatent_avg', [dlatent_size], trainable=False,
-                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._params.zeros('lod', [], trainable=False)
+            self._params.zeros('dlatent_avg', [dlatent_size], trainable=False)
 
     def _truncation_settings(self, kw):
         """(psi, cutoff, beta, mixing_prob) after NVIDIA's normalisation of the G_style kwargs."""
@@ -625,7 +572,7 @@ class G_style(_V1Module):
         if mix is not None:
             dlatents = self._style_mix(latents, labels_in, dlatents, lod_in, mix, forwarded)
         if psi is not None and cutoff is not None:
-            dlatents = truncate(dlatents, self.own_vars['dlatent_avg'], psi, cutoff)
+            dlatents = layers.truncate(dlatents, self.own_vars['dlatent_avg'], psi, cutoff)
         self.synthesis.own_vars['lod'].assign(lod_in)
         images = self.synthesis(dlatents, lod=lod_in, **forwarded)
         return (images, dlatents) if return_dlatents else images
@@ -640,26 +587,7 @@ class G_style(_V1Module):
         """Style mixing regularisation: layers >= a random cutoff take W of a second random z."""
         dlatents2 = self.mapping(tf.random.normal(tf.shape(latents)), labels_in, **forwarded)
         cur_layers = self.num_layers - tf.cast(lod_in, tf.int32) * 2
-        cutoff = tf.cond(tf.random.uniform([], 0.0, 1.0) < prob,
-                         lambda: tf.random.uniform([], 1, cur_layers, dtype=tf.int32),
-                         lambda: cur_layers)
-        layer_idx = tf.range(self.num_layers)[tf.newaxis, :, tf.newaxis]
-        return tf.where(layer_idx < cutoff, dlatents, dlatents2)
-
-
-def truncate(dlatents, dlatent_avg, psi, cutoff):
-    """Truncation trick: ``W+[:, i] = avg + (W+[:, i] - avg) * (psi if i < cutoff else 1)``.
-
-    dlatents [N, num_layers, Dw]; dlatent_avg [Dw]; cutoff None means all layers.
-    """
-    num_layers = dlatents.shape[1]
-    layer_idx = np.arange(num_layers)[np.newaxis, :, np.newaxis]
-    ones = np.ones(layer_idx.shape, dtype=np.float32)
-    if cutoff is None:
-        coefs = psi * ones
-    else:
-        coefs = tf.where(layer_idx < cutoff, psi * ones, ones)
-    return lerp(dlatent_avg, dlatents, tf.cast(coefs, tf.float32))
+        return layers.style_mix(dlatents, dlatents2, prob, self.num_layers, cur_layers)
 
 
 class D_basic(_V1Module):
@@ -698,7 +626,7 @@ class D_basic(_V1Module):
     def _create_variables(self):
         kw, nf, r2 = self.kwargs, self._nf, self.resolution_log2
         fixed = kw['structure'] == 'fixed'
-        self._new_var('lod', [], trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._params.zeros('lod', [], trainable=False)
         self._new_fromrgb(r2)
         for res in range(r2, 2, -1):
             scope = f'{2 ** res}x{2 ** res}'
@@ -737,9 +665,9 @@ class D_basic(_V1Module):
             x = conv2d_downscale2d(x, self._w(f'{scope}/Conv1_down/weight'), fused)
             return self._act(self._bias(f'{scope}/Conv1_down', x))
         if kw['mbstd_group_size'] > 1:
-            x = minibatch_stddev(x, kw['mbstd_group_size'], kw['mbstd_num_features'])
+            x = layers.minibatch_stddev(x, kw['mbstd_group_size'], kw['mbstd_num_features'])
         x = self._act(self._bias('4x4/Conv', conv2d(x, self._w('4x4/Conv/weight'))))
-        x = self._act(self._bias('4x4/Dense0', self._dense('4x4/Dense0', nhwc_flatten_as_nchw(x))))
+        x = self._act(self._bias('4x4/Dense0', self._dense('4x4/Dense0', flatten_nchw(x))))
         return self._bias('4x4/Dense1', self._dense('4x4/Dense1', x))
 
     def __call__(self, images_in, labels_in=None, lod=None, **dynamic_kwargs):
@@ -751,7 +679,7 @@ class D_basic(_V1Module):
             raise StyleGANTLError(f"{self.name}: unknown structure {structure!r}")
         if structure != 'fixed' and 'FromRGB_lod1/weight' not in self.own_vars and self.resolution_log2 > 2:
             raise StyleGANTLError(f"{self.name}: built with structure='fixed', cannot run {structure!r}")
-        images = tf.transpose(tf.convert_to_tensor(images_in, tf.float32), [0, 2, 3, 1])
+        images = nchw_to_nhwc(tf.convert_to_tensor(images_in, tf.float32))
         lod_in = self.own_vars['lod'] if lod is None else tf.convert_to_tensor(lod, tf.float32)
         r2 = self.resolution_log2
         if structure == 'fixed':
