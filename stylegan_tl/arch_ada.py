@@ -1,0 +1,120 @@
+"""StyleGAN2-ADA (TF, NVIDIA ``training/networks.py``, pickle version 5), clean-room TF2.
+
+Subclasses of the StyleGAN2 modules in ``arch_v2`` with ADA's defaults and additions:
+``G_mapping`` (``mapping_fmaps=None`` = dlatent_size; labels through ``LabelEmbed`` + 2nd-moment
+normalisation), ``G_synthesis`` (``fused_modconv=False`` default, ``conv_clamp``, ``fmap_const``,
+``use_noise``, ``num_fp16_res``), ``G_main`` (no ``lod``), ``D_main`` (``mbstd_group_size=None`` =
+whole batch, ``conv_clamp``, Freeze-D ``freeze_layers``, label ``cmap`` projection).
+
+``num_fp16_res`` and ``dtype='float16'`` are accepted but everything is computed in float32 (the
+fp16 path only changes rounding, and float16 convolutions are slow on CPU).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from . import arch_v2, layers
+
+_MAPPING_DEFAULTS = dict(arch_v2.G_mapping.DEFAULTS, mapping_fmaps=None)  # None = dlatent_size
+
+_SYNTHESIS_DEFAULTS = dict(
+    arch_v2.G_synthesis_stylegan2.DEFAULTS,
+    fmap_const=None,            # channels of the constant input, None = nf(1)
+    use_noise=True,             # False = no noise inputs
+    fused_modconv=False,        # ADA-TF default: non-fused modulated conv
+    num_fp16_res=0,             # accepted; computed in float32
+    conv_clamp=None,            # clamp conv outputs to +-conv_clamp, None = off
+)
+
+
+class G_mapping(arch_v2.G_mapping):
+    """ADA mapping network. Labels: ``LabelEmbed/{weight [label_size, fmaps], bias}`` (lrmul 1),
+    2nd-moment normalised and concatenated after normalising Z."""
+
+    DEFAULTS = _MAPPING_DEFAULTS
+    ALSO_ALLOWED = tuple(_SYNTHESIS_DEFAULTS)
+
+    def hidden_features(self):
+        return self.kwargs["mapping_fmaps"] or self.kwargs["dlatent_size"]
+
+    def _build_label_embedding(self):
+        k = self.kwargs
+        if k["label_size"]:
+            self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], self.hidden_features())
+            return k["latent_size"] + self.hidden_features()
+        return k["latent_size"]
+
+    def embed(self, latents, labels):
+        x = latents
+        if self.kwargs["normalize_latents"]:
+            x = layers.normalize_2nd_moment(x)
+        if self.kwargs["label_size"]:
+            x = tf.concat([x, layers.normalize_2nd_moment(self.label_embed(labels))], axis=1)
+        return x
+
+
+class G_synthesis(arch_v2.G_synthesis_stylegan2):
+    """ADA synthesis network (see ``arch_v2.G_synthesis_stylegan2`` for the call)."""
+
+    FUNC_NAME = "G_synthesis"
+    DEFAULTS = _SYNTHESIS_DEFAULTS
+    ALSO_ALLOWED = tuple(_MAPPING_DEFAULTS)
+
+
+class G_main(arch_v2.G_main):
+    """ADA generator: as StyleGAN2's ``G_main`` without the ``lod`` variable."""
+
+    DEFAULTS = dict(arch_v2.G_main.DEFAULTS, synthesis_func="G_synthesis")
+    ALSO_ALLOWED = tuple(_MAPPING_DEFAULTS) + tuple(_SYNTHESIS_DEFAULTS)
+    MAPPING = G_mapping
+    SYNTHESIS = G_synthesis
+    HAS_LOD = False
+
+
+class D_main(arch_v2.D_stylegan2):
+    """ADA discriminator (see ``arch_v2.D_stylegan2``).
+
+    Conditional (label_size > 0): ``LabelEmbed`` (dense, lrmul 1) -> 2nd-moment normalisation ->
+    ``Mapping{i}`` (``mapping_layers`` dense layers, lrmul ``mapping_lrmul``) gives ``cmap [N, nf(1)]``;
+    ``Output`` has nf(1) units and the score is ``sum(out * cmap, 1) / sqrt(nf(1))``.
+    """
+
+    FUNC_NAME = "D_main"
+    DEFAULTS = dict(
+        arch_v2.D_stylegan2.DEFAULTS,
+        mapping_layers=0,           # extra dense layers for the label embedding
+        mapping_fmaps=None,         # their width, None = nf(1)
+        mapping_lrmul=0.1,
+        mbstd_group_size=None,      # None = whole minibatch
+        num_fp16_res=0,             # accepted; computed in float32
+        conv_clamp=None,
+        freeze_layers=0,            # Freeze-D: first N layers from the top are not trainable
+    )
+
+    def use_mbstd(self):
+        k = self.kwargs
+        return k["mbstd_num_features"] > 0 and (k["mbstd_group_size"] is None or k["mbstd_group_size"] > 1)
+
+    def _build_label_mapping(self):
+        k = self.kwargs
+        if not k["label_size"]:
+            return 1
+        self.cmap_dim = self.nf(1)
+        hidden = k["mapping_fmaps"] or self.cmap_dim
+        embed_out = hidden if k["mapping_layers"] else self.cmap_dim
+        self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], embed_out)
+        self.label_mapping = []
+        for idx in range(k["mapping_layers"]):
+            out = self.cmap_dim if idx == k["mapping_layers"] - 1 else hidden
+            self.label_mapping.append(layers.Dense(self.params, f"Mapping{idx}", embed_out, out,
+                                                   lrmul=k["mapping_lrmul"], act=k["nonlinearity"]))
+            embed_out = out
+        return self.cmap_dim
+
+    def condition(self, scores, labels):
+        if not self.kwargs["label_size"]:
+            return scores
+        cmap = layers.normalize_2nd_moment(self.label_embed(labels))
+        for dense in self.label_mapping:
+            cmap = dense(cmap)
+        return tf.reduce_sum(scores * cmap, axis=1, keepdims=True) * (1 / np.sqrt(self.cmap_dim))
