@@ -1,18 +1,69 @@
 """Read and write NVIDIA's TF StyleGAN network pickles without TensorFlow and without executing them.
 
-NVIDIA pickles hold a tuple ``(G, D, Gs)`` of ``dnnlib.tflib.network.Network`` objects whose pickled
-state is a plain dict. We read them with a restricted unpickler that resolves only an allow-list of
-globals and turns each ``Network`` into a :class:`NetworkState`. This module imports no TensorFlow.
+NVIDIA pickles (StyleGAN v1, StyleGAN2, StyleGAN2-ADA TF) hold a tuple ``(G, D, Gs)`` of
+``dnnlib.tflib.network.Network`` objects whose pickled state is a plain dict (version, name,
+static_kwargs, components, build_module_src, build_func_name, variables, and for ADA input/output
+shapes and names). :func:`read_network_pkl` turns each into a :class:`NetworkState`;
+:func:`write_network_pkl` writes states back in NVIDIA's layout. This module imports no TensorFlow.
+
+Security model
+--------------
+Unpickling runs whatever callables a pickle names, so an ordinary ``pickle.load`` of a downloaded
+file is arbitrary code execution (and NVIDIA's own ``Network.__setstate__`` ``exec``s the embedded
+``build_module_src``). Our reader:
+
+* resolves globals through an allow-list and nothing else: ``dnnlib.tflib.network.Network``,
+  ``dnnlib.util.EasyDict`` / ``dnnlib.EasyDict``, and numpy's ``_reconstruct``, ``scalar``,
+  ``ndarray``, ``dtype`` (plus ``_frombuffer``, numpy's protocol-5 array form) under both
+  ``numpy.core`` and ``numpy._core``. Any other global -- including one reached through an EXT
+  opcode or nested deep inside ``variables`` -- is refused before anything is called, with an error
+  naming it. Persistent ids are refused by the standard unpickler.
+* never hands numpy the pickle's data directly: the allowed names map to small stand-ins that accept
+  only plain numeric dtypes (bool, int, uint, float, complex; no object, structured or sub-array
+  dtypes), check every array's byte count against its shape, and build the array themselves with
+  ``np.frombuffer``. So a hostile REDUCE or BUILD on an allowed name can neither create an
+  object array nor make numpy read memory it does not own.
+* creates the stand-ins afresh for every load, so a BUILD opcode aimed at one of them cannot
+  change a later load.
+* keeps ``build_module_src`` as an inert string: nothing here ever executes it.
+* validates the resulting state (types of every key, version in 2..5, variables as unique
+  ``(str, numeric array)`` pairs, static kwargs made of plain data) and reports any problem as a
+  one-line :class:`NetworkPickleError` naming the file.
+
+Writing uses a pickler that can emit exactly five globals (the Network class path and numpy's
+``_reconstruct``, ``ndarray``, ``dtype``, ``scalar`` under their numpy-1.x names, as NVIDIA's files
+do), so anything else in a state fails to write instead of producing a file NVIDIA's loaders would
+choke on.
 """
 
 import collections
+import copyreg
 import dataclasses
+import math
+import os
 import pickle
-from typing import Any, Dict, Optional
+import re
+import sys
+import tempfile
+import types
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from .errors import NetworkPickleError
+
+try:  # numpy >= 2: the real home of the reconstruction helpers (numpy.core.* warns when touched).
+    from numpy._core import multiarray as _np_multiarray
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray as _np_multiarray
+
+SUPPORTED_VERSIONS = (2, 3, 4, 5)
+_REQUIRED_KEYS = ("version", "name", "static_kwargs", "build_module_src", "build_func_name", "variables")
+# NVIDIA's Network.__getstate__ key order; version 5 (ADA) appends _ADA_IO_KEYS.
+_STATE_KEYS = ("version", "name", "static_kwargs", "components", "build_module_src", "build_func_name", "variables")
+_ADA_IO_KEYS = ("input_shapes", "output_shapes", "input_names", "output_names")
+_NUMERIC_KINDS = "biufc"
+_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 
 
 @dataclasses.dataclass
@@ -40,49 +91,460 @@ class NetworkState:
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------------------------
+# Reading: stand-ins for the allowed globals.
+
+
 class _NetworkStub:
-    """Stand-in for ``dnnlib.tflib.network.Network``: BUILD stores the state dict in ``__dict__``."""
+    """Stand-in for ``dnnlib.tflib.network.Network``: keeps the pickled state, runs nothing."""
+
+    def __setstate__(self, state):
+        self.state = state
 
 
-_ALLOWED_GLOBALS = {
-    ("dnnlib.tflib.network", "Network"): _NetworkStub,
-    ("numpy.core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
-    ("numpy.core.multiarray", "scalar"): np.core.multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): np.core.multiarray.scalar,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
+class _EasyDict(dict):
+    """Stand-in for ``dnnlib.EasyDict`` (a dict subclass); converted to a plain dict on load."""
+
+
+class _PendingDType:
+    """Stand-in for ``numpy.dtype(spec, align, copy)``: only plain numeric dtypes, byte order from BUILD."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, spec, align=False, copy=True):
+        del align, copy  # numpy's own arguments; irrelevant for the numeric dtypes we accept
+        if not isinstance(spec, str) or not re.fullmatch(f"[{_NUMERIC_KINDS}][0-9]+", spec):
+            raise NetworkPickleError(f"refused numpy dtype {spec!r} (only plain numeric dtypes are allowed)")
+        try:
+            self.dtype = np.dtype(spec)
+        except TypeError:
+            raise NetworkPickleError(f"refused numpy dtype {spec!r}") from None
+
+    def __setstate__(self, state):
+        """numpy's dtype state is ``(3 or 4, byteorder, None, None, None, elsize, alignment, flags[, None])``."""
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+                and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)
+                and state[8:] in ((), (None,))):
+            raise NetworkPickleError(f"refused numpy dtype state {_short(state)}")
+        if state[1] in "<>" and state[1] != _NATIVE_ORDER:
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _real_dtype(dtype) -> np.dtype:
+    if not isinstance(dtype, _PendingDType):
+        raise NetworkPickleError(f"expected a numpy dtype, got {_short(dtype)}")
+    return dtype.dtype
+
+
+def _as_bytes(data, what):
+    if isinstance(data, str):  # Python 2 pickles, read with encoding='latin1' like NVIDIA does
+        data = data.encode("latin1")
+    if not isinstance(data, (bytes, bytearray, pickle.PickleBuffer)):
+        raise NetworkPickleError(f"{what}: expected raw bytes, got {type(data).__name__}")
+    return memoryview(data).cast("B")
+
+
+def _array_from_bytes(data, dtype, shape, fortran) -> np.ndarray:
+    """Build an array from its raw bytes after checking the byte count against dtype and shape."""
+    dtype = _real_dtype(dtype)
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise NetworkPickleError(f"refused array shape {_short(shape)}")
+    data = _as_bytes(data, "array")
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise NetworkPickleError(f"array of shape {list(shape)} {dtype}: {len(data)} data bytes do not match")
+    order = "F" if fortran else "C"
+    return np.frombuffer(data, dtype).reshape(shape, order=order).copy(order="K")
+
+
+class _PendingArray:
+    """What ``_reconstruct(ndarray, (0,), b'b')`` gives; BUILD supplies ``(1, shape, dtype, fortran, bytes)``."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]
+        if self.array is not None or not (isinstance(state, tuple) and len(state) == 4):
+            raise NetworkPickleError(f"refused numpy array state {_short(state)}")
+        shape, dtype, fortran, data = state
+        self.array = _array_from_bytes(data, dtype, shape, bool(fortran))
+
+
+def _allowed_globals() -> Dict[Tuple[str, str], Any]:
+    """The allow-list, as fresh objects for one load (see the module docstring)."""
+    ndarray = types.SimpleNamespace()  # only ever passed to _reconstruct; not callable
+
+    def reconstruct(subtype, shape, typecode):
+        if subtype is not ndarray or shape != (0,):
+            raise NetworkPickleError(f"refused numpy _reconstruct arguments {_short((subtype, shape, typecode))}")
+        return _PendingArray()
+
+    def scalar(dtype, data):
+        return _array_from_bytes(data, dtype, (), False)[()]
+
+    def frombuffer(buffer, dtype, shape, order):
+        return _array_from_bytes(buffer, dtype, shape, order == "F")
+
+    def dtype(spec, align=False, copy=True):
+        return _PendingDType(spec, align, copy)
+
+    easydict = type("EasyDict", (_EasyDict,), {})
+    allowed = {
+        ("dnnlib.tflib.network", "Network"): type("Network", (_NetworkStub,), {}),
+        ("dnnlib.util", "EasyDict"): easydict,
+        ("dnnlib", "EasyDict"): easydict,
+        ("numpy", "ndarray"): ndarray,
+        ("numpy", "dtype"): dtype,
+    }
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the allow-listed globals (also for EXT opcodes, which go through find_class)."""
+
+    def __init__(self, file):
+        super().__init__(file, encoding="latin1")
+        self._allowed = _allowed_globals()
+
     def find_class(self, module, name):
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise NetworkPickleError(f"refused global {module}.{name}") from None
+            return self._allowed[(module, name)]
+        except (KeyError, TypeError):
+            pass
+        if str(module).split(".")[0] in ("torch", "torch_utils"):
+            raise NetworkPickleError(
+                f"refused global {module}.{name}: this is a PyTorch stylegan2-ada-pytorch pickle, not a TF one")
+        raise NetworkPickleError(
+            f"refused global {module}.{name} (not part of a StyleGAN TF network pickle; nothing was executed)")
 
 
-def _to_state(stub: _NetworkStub) -> NetworkState:
-    d = dict(stub.__dict__)
-    variables = collections.OrderedDict((str(k), np.asarray(v)) for k, v in d.pop("variables"))
-    components = {k: _to_state(v) for k, v in dict(d.pop("components", {})).items()}
+def _short(obj, limit=80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: load, then validate and convert.
+
+
+def _load(path: str):
+    if not os.path.exists(path):
+        raise NetworkPickleError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise NetworkPickleError(f"{path}: is a directory, not a network pickle")
+    if os.path.getsize(path) == 0:
+        raise NetworkPickleError(f"{path}: empty file")
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            raise NetworkPickleError(
+                f"{path}: a zip archive (a PyTorch torch.save checkpoint?), not a TF network pickle")
+        f.seek(0)
+        try:
+            return _RestrictedUnpickler(f).load()
+        except NetworkPickleError as e:
+            raise NetworkPickleError(f"{path}: {e}") from None
+        except EOFError:
+            raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
+        except pickle.UnpicklingError as e:
+            if "truncated" in str(e):
+                raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
+            if "invalid load key" in str(e):
+                raise NetworkPickleError(f"{path}: not a pickle file") from None
+            raise NetworkPickleError(f"{path}: damaged pickle ({e})") from None
+        except (RecursionError, MemoryError) as e:
+            raise NetworkPickleError(f"{path}: damaged or hostile pickle ({type(e).__name__})") from None
+        except Exception as e:  # any other failure inside the unpickler means a malformed stream
+            raise NetworkPickleError(f"{path}: damaged pickle ({type(e).__name__}: {_short(str(e))})") from None
+
+
+def _plain(value, where: str):
+    """Check that ``value`` is plain data; return it with EasyDicts as dicts and arrays built."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    if isinstance(value, _PendingArray):
+        value = value.array
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _NUMERIC_KINDS:
+        return value
+    if type(value) in (list, tuple):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(items)
+    if isinstance(value, dict):
+        items = {_plain(k, where): _plain(v, f"{where}.{k}") for k, v in value.items()}
+        if type(value) is dict and all(items[k] is v for k, v in value.items()):
+            return value
+        return items
+    raise NetworkPickleError(f"{where}: unexpected {type(value).__name__} value {_short(value)}")
+
+
+def _variables(raw, where: str) -> "collections.OrderedDict[str, np.ndarray]":
+    if not isinstance(raw, (list, tuple)):
+        raise NetworkPickleError(f"{where}: 'variables' is a {type(raw).__name__}, expected a list")
+    out = collections.OrderedDict()
+    for i, pair in enumerate(raw):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise NetworkPickleError(f"{where}: variables[{i}] is not a (name, array) pair")
+        name, value = pair
+        value = value.array if isinstance(value, _PendingArray) else value
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in _NUMERIC_KINDS:
+            raise NetworkPickleError(f"{where}: variable {name!r} is {_short(value)}, not a numeric numpy array")
+        if name in out:
+            raise NetworkPickleError(f"{where}: variable {name!r} appears twice")
+        value = np.asarray(value)
+        out[name] = value if value.dtype.isnative else value.astype(value.dtype.newbyteorder("="))
+    return out
+
+
+def _to_state(stub, where: str) -> NetworkState:
+    """Validate one unpickled Network stand-in and convert it (recursively) to a NetworkState."""
+    state = getattr(stub, "state", None) if isinstance(stub, _NetworkStub) else None
+    if not isinstance(state, dict):
+        raise NetworkPickleError(f"{where}: expected a dnnlib.tflib.network.Network with a state dict")
+    version = state.get("version")
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
+        raise NetworkPickleError(f"{where}: unknown network pickle version {_short(version)} "
+                                 f"(known: {', '.join(map(str, SUPPORTED_VERSIONS))})")
+    missing = [k for k in _REQUIRED_KEYS if k not in state]
+    if missing:
+        raise NetworkPickleError(f"{where}: network state lacks {', '.join(missing)}")
+    for key in ("name", "build_func_name", "build_module_src"):
+        if not isinstance(state[key], str):
+            raise NetworkPickleError(f"{where}: '{key}' is a {type(state[key]).__name__}, expected a string")
+    where = f"{where} ({state['name']})"
+    for key in ("static_kwargs", "components"):
+        if not isinstance(state.get(key, {}), dict) or not all(isinstance(k, str) for k in state.get(key, {})):
+            raise NetworkPickleError(f"{where}: '{key}' is not a dict with string keys")
+    extra = {k: _plain(v, f"{where} {k}") for k, v in state.items() if k not in _STATE_KEYS}
     return NetworkState(
-        name=d.pop("name"),
-        version=int(d.pop("version")),
-        build_func_name=d.pop("build_func_name"),
-        static_kwargs=dict(d.pop("static_kwargs")),
-        variables=variables,
-        components=components,
-        build_module_src=d.pop("build_module_src", ""),
-        extra=d,
+        name=state["name"],
+        version=version,
+        build_func_name=state["build_func_name"],
+        static_kwargs=_plain(dict(state["static_kwargs"]), f"{where} static_kwargs"),
+        variables=_variables(state["variables"], where),
+        components={k: _to_state(v, f"{where} component {k!r}") for k, v in state.get("components", {}).items()},
+        build_module_src=state["build_module_src"],
+        extra=extra,
     )
 
 
-def read_network_pkl(path: str):
-    """Read an NVIDIA network pickle. Returns ``(G, D, Gs)`` NetworkStates (preliminary version)."""
-    with open(path, "rb") as f:
-        obj = _RestrictedUnpickler(f, encoding="latin1").load()
-    if isinstance(obj, _NetworkStub):
-        return _to_state(obj)
-    return tuple(_to_state(o) for o in obj)
+def _is_discriminator(state: NetworkState) -> bool:
+    return state.build_func_name.startswith("D")
+
+
+def read_network_pkl(path) -> Tuple[Optional[NetworkState], Optional[NetworkState], Optional[NetworkState]]:
+    """Read an NVIDIA TF network pickle safely (nothing in it is executed).
+
+    Args:
+        path: a local file.
+    Returns:
+        ``(G, D, Gs)`` NetworkStates. A pickle of a single network gives ``(None, None, state)``
+        for a generator and ``(None, state, None)`` for a discriminator.
+    Raises:
+        NetworkPickleError: one line naming the file: missing, empty, truncated, not a pickle,
+        a pickle of something else, a PyTorch pickle, an unknown version, a refused global.
+    """
+    path = os.fspath(path)
+    obj = _load(path)
+    try:
+        if isinstance(obj, _NetworkStub):
+            state = _to_state(obj, path)
+            return (None, state, None) if _is_discriminator(state) else (None, None, state)
+        if isinstance(obj, (tuple, list)) and len(obj) == 3 and all(isinstance(o, _NetworkStub) for o in obj):
+            return tuple(_to_state(o, f"{path}: {role}") for o, role in zip(obj, ("G", "D", "Gs")))
+    except RecursionError:
+        raise NetworkPickleError(f"{path}: damaged or hostile pickle (nested too deeply)") from None
+    if isinstance(obj, dict) and {"G", "D", "G_ema"} <= set(obj):
+        raise NetworkPickleError(f"{path}: this is a PyTorch stylegan2-ada-pytorch pickle, not a TF one")
+    raise NetworkPickleError(f"{path}: not a StyleGAN network pickle (it holds {_describe(obj)}; "
+                             "expected a (G, D, Gs) tuple of dnnlib.tflib.network.Network objects)")
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        return f"a dict with keys {_short(sorted(map(str, obj)), 60)}"
+    if isinstance(obj, (tuple, list)):
+        return f"a {type(obj).__name__} of {len(obj)} {_short(sorted({type(o).__name__ for o in obj}), 60)}"
+    return f"a {type(obj).__name__}"
+
+
+# --------------------------------------------------------------------------------------------
+# Family detection and variable helpers.
+
+_FAMILY_FUNCS = {
+    "stylegan": {"G_style", "G_mapping", "G_synthesis", "D_basic"},
+    "stylegan2": {"G_main", "G_mapping", "G_synthesis_stylegan2", "D_stylegan2"},
+    "stylegan2-ada": {"G_main", "G_mapping", "G_synthesis", "D_main"},
+}
+_UNSUPPORTED_FUNCS = {"G_synthesis_stylegan_revised", "D_stylegan"}
+
+
+def _build_funcs(state: NetworkState) -> set:
+    funcs = {state.build_func_name}
+    for comp in state.components.values():
+        funcs |= _build_funcs(comp)
+    return funcs
+
+
+def detect_family(state: NetworkState) -> str:
+    """``'stylegan'`` (v1), ``'stylegan2'`` or ``'stylegan2-ada'`` (TF) from build functions and version.
+
+    StyleGAN2 config-a pickles hold v1 networks (``G_style``) with version 4: they are 'stylegan'.
+    Raises NetworkPickleError for StyleGAN2 configs B-D and any other network.
+    """
+    funcs = _build_funcs(state)
+    what = f"network {state.name!r} ({state.build_func_name}, pickle version {state.version})"
+    if funcs & _UNSUPPORTED_FUNCS:
+        raise NetworkPickleError(
+            f"{what} uses {', '.join(sorted(funcs & _UNSUPPORTED_FUNCS))} (StyleGAN2 configs B-D), which is not "
+            "supported; use a config-A, E or F network")
+    if state.version == 5:
+        family = "stylegan2-ada"
+    elif funcs & {"G_style", "D_basic"} or funcs == {"G_synthesis"} or (funcs == {"G_mapping"} and state.version < 4):
+        family = "stylegan"
+    else:
+        family = "stylegan2"
+    if not funcs <= _FAMILY_FUNCS[family]:
+        raise NetworkPickleError(f"{what}: unknown build function(s) {', '.join(sorted(funcs - _FAMILY_FUNCS[family]))}")
+    return family
+
+
+def is_trainable(local_name: str) -> bool:
+    """NVIDIA's trainable flag from a variable's local name: noise inputs, ``lod`` and ``dlatent_avg`` are not."""
+    return not (local_name in ("lod", "dlatent_avg") or re.fullmatch(r"noise[0-9]+", local_name))
+
+
+def named_variables(state: NetworkState) -> "collections.OrderedDict[str, np.ndarray]":
+    """NVIDIA full names -> arrays, like ``Network.vars``: own variables, then ``<component name>/<name>``."""
+    out = collections.OrderedDict(state.variables)
+    for comp in state.components.values():
+        out.update((f"{comp.name}/{k}", v) for k, v in named_variables(comp).items())
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Writing.
+
+
+class _NetworkOut:
+    """Pickles as ``dnnlib.tflib.network.Network``: NEWOBJ with no arguments, then BUILD with the state."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def __reduce_ex__(self, protocol):
+        return copyreg.__newobj__, (_NetworkOut,), self.state
+
+
+def _nvidia_global(obj) -> Optional[Tuple[str, str]]:
+    """The (module, name) NVIDIA's pickles use for ``obj``, or None if ``obj`` is not one of the five."""
+    if obj is _NetworkOut:
+        return "dnnlib.tflib.network", "Network"
+    if any(obj is o for o in (np.ndarray, np.dtype, _np_multiarray._reconstruct, _np_multiarray.scalar)):
+        # numpy-1.x module names, as in NVIDIA's files; numpy 2 still resolves them when loading.
+        return obj.__module__.replace("numpy._core", "numpy.core"), obj.__name__
+    return None
+
+
+class _NvidiaPickler(pickle._Pickler):  # the Python pickler: save_global can be overridden
+    """Writes only the five globals of NVIDIA's pickles (see :func:`_nvidia_global`)."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_global(self, obj, name=None):
+        found = _nvidia_global(obj)
+        if found is None:
+            raise NetworkPickleError(f"cannot write {_short(obj)}: NVIDIA network pickles hold only "
+                                     "Networks, numpy arrays and plain data")
+        module, name = found
+        if self.proto >= 4:
+            self.save(module)
+            self.save(name)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{name}\n".encode("utf-8"))
+        self.memoize(obj)
+
+    dispatch[types.FunctionType] = save_global
+
+
+def _nvidia_value(name: str, value, where: str):
+    """A variable as NVIDIA pickles it: an ndarray, or a numpy scalar for 0-d values (``lod``)."""
+    value = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if value.dtype.kind not in _NUMERIC_KINDS:
+        raise NetworkPickleError(f"{where}: variable {name!r} has dtype {value.dtype}, expected a numeric one")
+    return value[()] if value.ndim == 0 else value
+
+
+def _component_order(key: str):
+    return ("synthesis", "mapping").index(key) if key in ("synthesis", "mapping") else 2
+
+
+def _nvidia_state(state: NetworkState, where: str) -> _NetworkOut:
+    """NetworkState -> the object NVIDIA's ``Network.__getstate__`` would have pickled."""
+    if not isinstance(state, NetworkState):
+        raise NetworkPickleError(f"{where}: expected a NetworkState, got {type(state).__name__}")
+    if state.version not in SUPPORTED_VERSIONS:
+        raise NetworkPickleError(f"{where}: unknown network pickle version {state.version!r}")
+    where = f"{where} ({state.name})"
+    out = {
+        "version": state.version,
+        "name": state.name,
+        "static_kwargs": dict(state.static_kwargs),
+        "components": {k: _nvidia_state(state.components[k], f"{where} component {k!r}")
+                       for k in sorted(state.components, key=_component_order)},
+        "build_module_src": state.build_module_src,
+        "build_func_name": state.build_func_name,
+        "variables": [(k, _nvidia_value(k, v, where)) for k, v in state.variables.items()],
+    }
+    out.update((k, state.extra[k]) for k in _ADA_IO_KEYS if k in state.extra)
+    out.update((k, v) for k, v in state.extra.items() if k not in out)
+    return _NetworkOut(out)
+
+
+def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState], Gs: Optional[NetworkState],
+                      protocol: Optional[int] = None) -> str:
+    """Write network states as an NVIDIA pickle, atomically (temp file in the same folder, then rename).
+
+    Args:
+        path: output file.
+        G, D, Gs: NetworkStates. All three give NVIDIA's ``(G, D, Gs)`` tuple, which every NVIDIA
+            tool reads. Exactly one (the others None) gives a single-network pickle, which
+            :func:`read_network_pkl` reads back as ``(None, None, Gs)`` / ``(None, D, None)``.
+        protocol: 2, 3 or 4. Default as NVIDIA: 3 if any state is version 5 (ADA's ``pickle.dump``
+            default), else 4 (``pickle.HIGHEST_PROTOCOL`` of the Python 3.6/3.7 NVIDIA used).
+    Returns:
+        ``path``.
+    """
+    path = os.fspath(path)
+    given = [(n, role) for n, role in zip((G, D, Gs), ("G", "D", "Gs")) if n is not None]
+    if len(given) not in (1, 3):
+        raise NetworkPickleError(f"{path}: write_network_pkl needs G, D and Gs, or exactly one network")
+    nets = [_nvidia_state(n, f"{path}: {role}") for n, role in given]
+    if protocol is None:
+        protocol = 3 if any(n.version >= 5 for n, _ in given) else 4
+    if protocol not in (2, 3, 4):
+        raise NetworkPickleError(f"{path}: pickle protocol {protocol!r} (NVIDIA's loaders need 2, 3 or 4)")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _NvidiaPickler(f, protocol).dump(tuple(nets) if len(nets) == 3 else nets[0])
+        os.replace(tmp, path)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, NetworkPickleError):
+            raise NetworkPickleError(f"{path}: {e}") from None
+        if isinstance(e, (pickle.PicklingError, TypeError, ValueError)):
+            raise NetworkPickleError(f"{path}: cannot write ({e})") from None
+        raise
+    return path
