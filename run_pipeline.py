@@ -11,17 +11,13 @@ docs/pipeline.md.
 
 import os
 import sys
-import time
 
 from absl import app, flags
 
-from pipeline import PipelineError
-from pipeline.presets import PRESETS, make_config, parse_seeds
-from pipeline.records import Workspace, format_seconds, run_stage
+from pipeline import PipelineError, steps
+from pipeline.presets import PRESETS, make_config, parse_int_list, parse_seeds
 
-STAGE_NAMES = ("prepare", "finetune", "generate", "sr_data", "sr_train", "enhance", "report")
-
-flags.DEFINE_enum("stage", "all", ("all",) + STAGE_NAMES, "Stage to run ('all': every stage in order).")
+flags.DEFINE_enum("stage", "all", ("all",) + tuple(steps.STAGES), "Stage to run ('all': every stage in order).")
 flags.DEFINE_enum("preset", "demo", tuple(PRESETS),
                   "demo: embedded photos, small net, CPU, <15 min. paper: the article on a GPU. "
                   "test: a tiny run for the test suite.")
@@ -49,11 +45,11 @@ flags.DEFINE_float("truncation_psi", None, "Truncation psi of the samples.")
 flags.DEFINE_integer("sr_scale", None, "Super-resolution factor (1, 2 or 4).")
 flags.DEFINE_string("sr_model", None, "A .keras model to use, 'embedded' (the shipped x4 model) "
                     "or 'train' (train one on --data_dir).")
-flags.DEFINE_integer("sr_epochs", None, "SR training epochs (with --sr_model=embedded: fine-tune "
-                     "epochs, 0 = none).")
+flags.DEFINE_list("sr_crops", None, "SR training crops (high-resolution side, px), one per "
+                  "progressive-resizing stage, e.g. '96,192'.")
+flags.DEFINE_list("sr_epochs", None, "SR training epochs of each crop size, e.g. '4,2'.")
 flags.DEFINE_integer("sr_steps", None, "SR training steps per epoch.")
 flags.DEFINE_integer("sr_batch", None, "SR training batch size.")
-flags.DEFINE_integer("sr_crop", None, "SR training crop (high-resolution side, px).")
 flags.DEFINE_string("vgg_weights", None, "VGG16 of the perceptual loss: 'imagenet', a weights "
                     "file, or 'none' (random; a warning is recorded).")
 flags.DEFINE_float("heldout", None, "Fraction of the photos held out from SR training for metrics.")
@@ -63,8 +59,9 @@ flags.DEFINE_integer("overlap", None, "Enhance tile overlap, px.")
 FLAGS = flags.FLAGS
 _PASSED_THROUGH = ("work_dir", "data_dir", "seed", "resume_pkl", "resolution", "fmap_max", "kimg",
                    "batch", "gamma", "aug", "mirror", "freezed", "snap", "truncation_psi",
-                   "sr_scale", "sr_model", "sr_epochs", "sr_steps", "sr_batch", "sr_crop",
-                   "vgg_weights", "heldout", "tile", "overlap")
+                   "sr_scale", "sr_model", "sr_steps", "sr_batch", "vgg_weights", "heldout",
+                   "tile", "overlap")
+_OWN_FLAGS = ("stage", "preset", "force", "seeds", "sr_crops", "sr_epochs") + _PASSED_THROUGH
 
 
 def config_from_flags():
@@ -72,28 +69,14 @@ def config_from_flags():
     overrides = {name: FLAGS[name].value for name in _PASSED_THROUGH}
     if FLAGS.seeds is not None:
         overrides["seeds"] = parse_seeds(FLAGS.seeds)
+    for name in ("sr_crops", "sr_epochs"):
+        if FLAGS[name].value is not None:
+            overrides[name] = parse_int_list(name, FLAGS[name].value)
     for name in ("data_dir", "resume_pkl", "sr_model", "vgg_weights"):
         value = overrides[name]
         if value and os.path.exists(os.path.expanduser(value)):
             overrides[name] = os.path.abspath(os.path.expanduser(value))
     return make_config(FLAGS.preset, **overrides)
-
-
-def run(cfg, stage: str = "all", force: bool = False) -> dict:
-    """Run ``stage`` (or every stage) of ``cfg``; returns ``{stage: record}``."""
-    from pipeline import steps  # imports the packages (TensorFlow) only after the flags are good
-
-    ws = Workspace(cfg.work_dir)
-    names = STAGE_NAMES if stage == "all" else (stage,)
-    start = time.time()
-    print(f"pipeline: preset={cfg.preset} work_dir={ws.root} stages={','.join(names)}", flush=True)
-    records = {}
-    for i, name in enumerate(names):
-        records[name] = run_stage(steps.STAGES[name], cfg, ws, force=force,
-                                  index=f"[{i + 1}/{len(names)}] ")
-    print(f"pipeline: finished in {format_seconds(time.time() - start)}"
-          + (f"; report: {ws.path('report.html')}" if "report" in names else ""), flush=True)
-    return records
 
 
 def _project_errors() -> tuple:
@@ -120,7 +103,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     try:
-        run(config_from_flags(), FLAGS.stage, FLAGS.force)
+        cfg, stage, force = config_from_flags(), FLAGS.stage, FLAGS.force
+        # The packages' command-line modules define flags of the same names (seed, kimg, ...) when
+        # imported; the pipeline's flags are read into `cfg` now, so release them first.
+        for name in _OWN_FLAGS:
+            delattr(FLAGS, name)
+        steps.run(cfg, stage, force)
     except Exception as error:  # noqa: BLE001 - project errors become one line, others re-raise
         if not isinstance(error, _project_errors()):
             raise

@@ -51,10 +51,10 @@ class Config:
     # Super-resolution (superres_tf)
     sr_scale: int = 4
     sr_model: str = EMBEDDED            # path of a .keras, 'embedded' or 'train'
-    sr_epochs: int = 0                  # extra epochs (0 with 'embedded': no fine-tune)
+    sr_crops: List[int] = dataclasses.field(default_factory=lambda: [96, 192])  # progressive
+    sr_epochs: List[int] = dataclasses.field(default_factory=lambda: [4, 2])    # per crop size
     sr_steps: int = 100                 # steps per epoch
-    sr_batch: int = 8
-    sr_crop: int = 96                   # high-resolution training crop, px
+    sr_batch: int = 16
     vgg_weights: str = "imagenet"       # 'imagenet', a .h5/.weights.h5 path, or 'none' (random)
     heldout: float = 0.2                # fraction of the photos held out for SR metrics
     tile: int = 256
@@ -66,11 +66,11 @@ PRESETS = {
     "paper": dict(
         work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
         batch=32, gamma=100.0, aug="ada", snap=10.0, seeds=list(range(16)), sr_model=TRAIN,
-        sr_epochs=40, sr_steps=500, sr_batch=16, sr_crop=256, heldout=0.1),
+        sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, heldout=0.1),
     "test": dict(
         work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
-        batch=4, snap=0.008, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_epochs=1,
-        sr_steps=2, sr_batch=2, sr_crop=32, vgg_weights="none", heldout=0.34, tile=32,
+        batch=4, snap=0.008, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
+        sr_epochs=[1], sr_steps=2, sr_batch=2, vgg_weights="none", heldout=0.34, tile=32,
         overlap=8),
 }
 
@@ -118,3 +118,14 @@ def parse_seeds(text: str) -> List[int]:
     if not seeds:
         raise PipelineError(f"--seeds={text}: no seeds")
     return seeds
+
+
+def parse_int_list(name: str, items: List[str]) -> List[int]:
+    """``['96', '192']`` -> ``[96, 192]``; PipelineError naming flag ``name`` otherwise."""
+    try:
+        values = [int(item) for item in items]
+    except ValueError:
+        values = []
+    if not values:
+        raise PipelineError(f"--{name}={','.join(items)}: expected integers, e.g. '96,192'")
+    return values

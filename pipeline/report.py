@@ -25,7 +25,7 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{margin-top:0} h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 .row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
-.row figure{margin:0;text-align:center;font-size:12px}
+figure{margin:0;text-align:center;font-size:12px}
 .px{image-rendering:pixelated}
 .warn{background:#fff3cd;border:1px solid #e0b400;padding:8px 16px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}
@@ -98,9 +98,11 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _img(image: Image.Image, caption: str, width: int, pixelated: bool = False) -> str:
+def _img(image: Image.Image, caption: str, pixelated: bool = False, width: int = 0) -> str:
+    """A captioned embedded image, ``width`` px wide (0: the width of its container)."""
+    style = f"width:{width}px" if width else "width:100%"
     cls = ' class="px"' if pixelated else ""
-    return (f'<figure><img{cls} src="{_data_uri(image)}" width="{width}" '
+    return (f'<figure><img{cls} src="{_data_uri(image)}" style="{style}" '
             f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
@@ -119,23 +121,23 @@ def zoom_pair(sample: Image.Image, enhanced: Image.Image, fraction: float = 0.25
     return crop(sample, Image.NEAREST), crop(enhanced, Image.LANCZOS)
 
 
-def _figure(pairs: List[Tuple[str, str]], display: int) -> str:
+def _figure(pairs: List[Tuple[str, str]]) -> str:
     samples = [Image.open(s) for s, _ in pairs]
     enhanced = [Image.open(e) for _, e in pairs]
+    grid = (f'<div style="display:grid;grid-template-columns:repeat({len(pairs)},minmax(0,256px));'
+            'gap:6px">')
     out = ['<h2>GAN samples before and after super-resolution</h2>',
            f'<p>Top: GAN samples ({samples[0].size[0]} px, shown enlarged with nearest neighbour). '
-           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>',
-           '<div class="row">']
-    out += [_img(im, os.path.basename(p), display, pixelated=True)
-            for im, (p, _) in zip(samples, pairs)]
-    out.append('</div><div class="row" style="margin-top:6px">')
-    out += [_img(im, os.path.basename(p), display) for im, (_, p) in zip(enhanced, pairs)]
+           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>', grid]
+    out += [_img(im, os.path.basename(p), pixelated=True) for im, (p, _) in zip(samples, pairs)]
+    out += [_img(im, os.path.basename(p)) for im, (_, p) in zip(enhanced, pairs)]
     out.append('</div><h2>Zoomed crops (centre quarter)</h2><div class="row">')
     for (path, _), sample, enh in list(zip(pairs, samples, enhanced))[:4]:
         before, after = zoom_pair(sample, enh)
         name = os.path.basename(path)
-        out.append(_img(before, f"{name}: sample (nearest)", 256, pixelated=True)
-                   + _img(after, f"{name}: enhanced", 256) + '<div style="width:18px"></div>')
+        out.append('<div class="row" style="margin-right:18px">'
+                   + _img(before, f"{name}: sample (nearest)", pixelated=True, width=256)
+                   + _img(after, f"{name}: enhanced", width=256) + '</div>')
     out.append("</div>")
     return "\n".join(out)
 
@@ -178,8 +180,7 @@ def render_html(summary: dict, pairs: List[Tuple[str, str]],
     warn = ("<div class='warn'><b>Warnings</b><ul>" + "".join(
         f"<li>[{html.escape(w['stage'])}] {html.escape(w['message'])}</li>" for w in warnings)
         + "</ul></div>") if warnings else "<p>No warnings.</p>"
-    display = min(256, max(96, 1200 // max(1, len(pairs)) - 8))
-    figure = _figure(pairs, display) if pairs else "<p>No samples.</p>"
+    figure = _figure(pairs) if pairs else "<p>No samples.</p>"
     timings = [(name, s["status"], format_seconds(s["elapsed_sec"]), "yes" if s["resumed"] else "")
                for name, s in summary["stages"].items()]
     settings = [(k, json.dumps(v)) for k, v in sorted(summary["settings"].items())]

@@ -15,12 +15,15 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import time
 
 import numpy as np
 from PIL import Image
 
 from pipeline import PipelineError, presets, report
-from pipeline.records import Stage, StageResult, Workspace, atomic_write_bytes, atomic_write_json
+from pipeline.records import (Stage, StageResult, Workspace, atomic_write_bytes, atomic_write_json,
+                              format_seconds, run_stage)
 
 
 def _save_png(path: str, image: Image.Image) -> None:
@@ -41,7 +44,8 @@ def _run_dir(ws: Workspace, stage: str, params: dict, inputs: dict, ignores) -> 
     """``<work_dir>/<stage>/run-<key>``: one trainer outdir per setting, so that a changed
     setting starts a new run beside the old one and an unchanged one resumes in place."""
     kept = {k: v for k, v in params.items() if k not in ignores}
-    key = hashlib.sha256(json.dumps([kept, inputs], sort_keys=True).encode()).hexdigest()[:10]
+    content = {name: {rel: [v[0], v[2]] for rel, v in fp.items()} for name, fp in inputs.items()}
+    key = hashlib.sha256(json.dumps([kept, content], sort_keys=True).encode()).hexdigest()[:10]
     return ws.path(stage, f"run-{key}")
 
 
@@ -180,18 +184,16 @@ GENERATE = Stage(
 
 def _sr_data(cfg, ws, resume):
     from superres_tf.dataset import heldout_pairs, load_rgb_images, split_files
-    from superres_tf.images import from_unit_float
-    from stylegan_tl.dataset import list_image_files
-    train, held = split_files(list_image_files(cfg.data_dir), holdout=cfg.heldout, seed=cfg.seed)
+    from superres_tf.images import from_unit_float, list_images
+    train, held = split_files(list_images(cfg.data_dir), holdout=cfg.heldout, seed=cfg.seed)
     out = _fresh_dir(ws.path("sr_data"), resume=False)
     low_dir = os.path.join(out, "heldout_low")
     os.makedirs(low_dir)
-    triples = heldout_pairs(load_rgb_images(held, cfg.sr_scale), cfg.sr_scale, cfg.seed)
-    for name, low, _ in triples:
+    for name, low, _ in heldout_pairs(load_rgb_images(held, cfg.sr_scale), cfg.sr_scale, cfg.seed):
         stem = os.path.splitext(name)[0]
         _save_png(os.path.join(low_dir, f"{stem}.png"), Image.fromarray(from_unit_float(low)))
-    split = {"train": sorted(train), "heldout": sorted(held), "seed": cfg.seed,
-             "holdout": cfg.heldout}
+    split = {"train": [os.path.basename(p) for p in train],
+             "heldout": [os.path.basename(p) for p in held], "seed": cfg.seed}
     atomic_write_json(os.path.join(out, "split.json"), split)
     return StageResult({"split": os.path.join(out, "split.json"), "heldout_low": low_dir},
                        {"num_train": len(train), "num_heldout": len(held)})
@@ -208,40 +210,54 @@ SR_DATA = Stage(
 
 
 def _sr_train_params(cfg) -> dict:
+    trains = cfg.sr_model == presets.TRAIN
     return {"sr_model": cfg.sr_model if cfg.sr_model in (presets.EMBEDDED, presets.TRAIN) else "file",
-            "sr_scale": cfg.sr_scale, "sr_epochs": cfg.sr_epochs, "sr_steps": cfg.sr_steps,
-            "sr_batch": cfg.sr_batch, "sr_crop": cfg.sr_crop, "vgg_weights": cfg.vgg_weights,
-            "seed": cfg.seed}
+            "sr_scale": cfg.sr_scale, "seed": cfg.seed,
+            "training": {"sr_crops": cfg.sr_crops, "sr_epochs": cfg.sr_epochs,
+                         "sr_steps": cfg.sr_steps, "sr_batch": cfg.sr_batch,
+                         "vgg_weights": cfg.vgg_weights} if trains else None}
 
 
 def _given_sr_model(cfg):
+    """The model file the stage uses without training (None with ``--sr_model=train``)."""
     if cfg.sr_model == presets.EMBEDDED:
         from superres_tf.weights import embedded_model_path
         return embedded_model_path(cfg.sr_scale)
     return None if cfg.sr_model == presets.TRAIN else cfg.sr_model
 
 
+def _train_sr(cfg, ws, resume, heldout):
+    """``superres_tf.train.run_training`` on the photos, holding out the sr_data split."""
+    from superres_tf.train import WARNING_FILE, run_training
+    params = _sr_train_params(cfg)
+    # A longer run of the same settings continues the previous one.
+    key_params = dict(params, training=dict(params["training"], sr_epochs=None))
+    outdir = _fresh_dir(_run_dir(ws, "sr_train", key_params, ws.load_record("sr_train")["inputs"],
+                                 ()), resume)
+    out = run_training(cfg.data_dir, outdir, scale=cfg.sr_scale, crops=tuple(cfg.sr_crops),
+                       stage_epochs=tuple(cfg.sr_epochs), steps_per_epoch=cfg.sr_steps,
+                       batch_size=cfg.sr_batch, holdout=heldout, seed=cfg.seed,
+                       vgg_weights=None if cfg.vgg_weights == "none" else cfg.vgg_weights,
+                       resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")))
+    warnings = []
+    if os.path.exists(os.path.join(outdir, WARNING_FILE)):
+        with open(os.path.join(outdir, WARNING_FILE), encoding="utf-8") as f:
+            warnings.append(" ".join(f.read().split()))
+    result = {"log_dir": ws.rel(os.path.join(outdir, "tensorboard")),
+              "vgg_weights_source": out["weights_source"], "epochs_done": out["epochs_done"],
+              "training_metrics": out["metrics"]}
+    return out["model"], result, warnings
+
+
 def _sr_train(cfg, ws, resume):
-    from superres_tf.metrics import evaluate_folder
-    from superres_tf.train import run_training
-    model = _given_sr_model(cfg)
-    result, warnings = {}, []
-    if model is None or cfg.sr_epochs > 0:
-        params = _sr_train_params(cfg)
-        outdir = _fresh_dir(_run_dir(ws, "sr_train", params, ws.load_record("sr_train")["inputs"],
-                                     ("sr_epochs",)), resume)
-        split = json.load(open(_require(ws, "sr_data", "split"), encoding="utf-8"))
-        out = run_training(data=cfg.data_dir, outdir=outdir, scale=cfg.sr_scale,
-                           holdout=[os.path.basename(p) for p in split["heldout"]],
-                           epochs=cfg.sr_epochs, steps_per_epoch=cfg.sr_steps,
-                           batch_size=cfg.sr_batch, crop=cfg.sr_crop, vgg_weights=cfg.vgg_weights,
-                           init_model=model, seed=cfg.seed)
-        model = out["model"]
-        warnings += list(out.get("warnings", []))
-        result["log_dir"] = ws.rel(out.get("log_dir", outdir))
-    metrics = evaluate_folder(model, cfg.data_dir, scale=cfg.sr_scale,
-                              holdout=json.load(open(_require(ws, "sr_data", "split")))["heldout"])
-    result["metrics"] = metrics
+    from superres_tf.evaluate import evaluate_model
+    with open(_require(ws, "sr_data", "split"), encoding="utf-8") as f:
+        heldout = json.load(f)["heldout"]
+    model, result, warnings = _given_sr_model(cfg), {}, []
+    if model is None:
+        model, result, warnings = _train_sr(cfg, ws, resume, heldout)
+    result["metrics"] = evaluate_model(model, [os.path.join(cfg.data_dir, n) for n in heldout],
+                                       scale=cfg.sr_scale, seed=cfg.seed)
     return StageResult({"model": model}, result, warnings)
 
 
@@ -249,7 +265,7 @@ SR_TRAIN = Stage(
     "sr_train", _sr_train_params,
     inputs=lambda cfg, ws: {"split": _require(ws, "sr_data", "split"),
                             "model": _given_sr_model(cfg)},
-    run=_sr_train, resume_ignores=("sr_epochs",))
+    run=_sr_train, resume_ignores=("training",))
 
 # ---------------------------------------------------------------------------------------------
 # enhance
@@ -304,3 +320,22 @@ REPORT = Stage(
 
 STAGES = {stage.name: stage for stage in
           (PREPARE, FINETUNE, GENERATE, SR_DATA, SR_TRAIN, ENHANCE, REPORT)}
+
+
+def run(cfg, stage: str = "all", force: bool = False, out=sys.stdout) -> dict:
+    """Run ``stage`` (a name of ``STAGES``, or ``'all'`` for every stage in order) of ``cfg``.
+
+    Returns ``{stage: record}``. Progress goes to ``out``.
+    """
+    ws = Workspace(cfg.work_dir)
+    names = list(STAGES) if stage == "all" else [stage]
+    start = time.time()
+    print(f"pipeline: preset={cfg.preset} work_dir={ws.root} stages={','.join(names)}",
+          file=out, flush=True)
+    records = {name: run_stage(STAGES[name], cfg, ws, force=force,
+                               index=f"[{i + 1}/{len(names)}] ", out=out)
+               for i, name in enumerate(names)}
+    print(f"pipeline: finished in {format_seconds(time.time() - start)}"
+          + (f"; report: {ws.path('report.html')}" if "report" in names else ""),
+          file=out, flush=True)
+    return records
