@@ -159,6 +159,8 @@ class _WarningCollector(logging.Handler):
         self.messages = []
 
     def emit(self, record):
+        if record.name == "py.warnings":  # third-party library chatter, not the run's warnings
+            return
         message = record.getMessage().strip().splitlines()
         if message and message[0] not in self.messages:
             self.messages.append(message[0])
@@ -166,15 +168,16 @@ class _WarningCollector(logging.Handler):
 
 @contextlib.contextmanager
 def collect_warnings():
-    """Collect the first line of every WARNING+ log record and Python warning while active."""
+    """Collect the first line of every WARNING+ record logged (absl or Python logging) while active.
+
+    Python ``warnings`` (deprecations and the like from libraries) are not collected.
+    """
     collector = _WarningCollector()
     root = logging.getLogger()
     root.addHandler(collector)
-    logging.captureWarnings(True)
     try:
         yield collector.messages
     finally:
-        logging.captureWarnings(False)
         root.removeHandler(collector)
 
 

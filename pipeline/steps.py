@@ -183,17 +183,17 @@ GENERATE = Stage(
 
 
 def _sr_data(cfg, ws, resume):
-    from superres_tf.dataset import heldout_pairs, load_rgb_images, split_files
+    from superres_tf.dataset import split_files
     from superres_tf.images import from_unit_float, list_images
     train, held = split_files(list_images(cfg.data_dir), holdout=cfg.heldout, seed=cfg.seed)
+    split = {"train": [os.path.basename(p) for p in train],
+             "heldout": [os.path.basename(p) for p in held], "seed": cfg.seed}
     out = _fresh_dir(ws.path("sr_data"), resume=False)
     low_dir = os.path.join(out, "heldout_low")
     os.makedirs(low_dir)
-    for name, low, _ in heldout_pairs(load_rgb_images(held, cfg.sr_scale), cfg.sr_scale, cfg.seed):
+    for name, low, _ in _heldout_triples(cfg, split["heldout"]):
         stem = os.path.splitext(name)[0]
         _save_png(os.path.join(low_dir, f"{stem}.png"), Image.fromarray(from_unit_float(low)))
-    split = {"train": [os.path.basename(p) for p in train],
-             "heldout": [os.path.basename(p) for p in held], "seed": cfg.seed}
     atomic_write_json(os.path.join(out, "split.json"), split)
     return StageResult({"split": os.path.join(out, "split.json"), "heldout_low": low_dir},
                        {"num_train": len(train), "num_heldout": len(held)})
@@ -219,11 +219,44 @@ def _sr_train_params(cfg) -> dict:
 
 
 def _given_sr_model(cfg):
-    """The model file the stage uses without training (None with ``--sr_model=train``)."""
+    """The model file the stage uses without training (None with ``--sr_model=train``).
+
+    Raises:
+      PipelineError: the embedded model asked for at another scale than its own (x4).
+    """
     if cfg.sr_model == presets.EMBEDDED:
-        from superres_tf.weights import embedded_model_path
-        return embedded_model_path(cfg.sr_scale)
+        from superres_tf.enhance import DEFAULT_MODEL
+        if cfg.sr_scale != 4:
+            raise PipelineError(f"--sr_scale={cfg.sr_scale}: the embedded model ({DEFAULT_MODEL}) "
+                                "is x4; use --sr_scale=4, --sr_model=train or a model file")
+        return DEFAULT_MODEL
     return None if cfg.sr_model == presets.TRAIN else cfg.sr_model
+
+
+def _heldout_triples(cfg, names):
+    """(name, low, high) float32 HWC [0, 1] of the held-out photos, degraded with the seed."""
+    from superres_tf.dataset import heldout_pairs, load_rgb_images
+    paths = [os.path.join(cfg.data_dir, name) for name in names]
+    return heldout_pairs(load_rgb_images(paths, cfg.sr_scale), cfg.sr_scale, cfg.seed)
+
+
+def sr_metrics(cfg, model_path, names) -> dict:
+    """Mean PSNR-Y / SSIM-Y of the model and of bicubic on the held-out photos ``names``."""
+    from superres_tf.enhance import enhance_image
+    from superres_tf.metrics import bicubic_baseline, score
+    from superres_tf.unet import load_model
+    model, model_scores, bicubic_scores = load_model(model_path), [], []
+    for _, low, high in _heldout_triples(cfg, names):
+        model_scores.append(score(enhance_image(model, low, tile=cfg.tile, overlap=cfg.overlap),
+                                  high, cfg.sr_scale))
+        bicubic_scores.append(score(bicubic_baseline(low, cfg.sr_scale, high.shape[1::-1]),
+                                    high, cfg.sr_scale))
+    if not model_scores:
+        return {}
+    (psnr, ssim), (base_psnr, base_ssim) = np.mean(model_scores, 0), np.mean(bicubic_scores, 0)
+    return {"model_psnr_y": float(psnr), "model_ssim": float(ssim),
+            "bicubic_psnr_y": float(base_psnr), "bicubic_ssim": float(base_ssim),
+            "num_images": len(model_scores), "scale": cfg.sr_scale}
 
 
 def _train_sr(cfg, ws, resume, heldout):
@@ -250,14 +283,12 @@ def _train_sr(cfg, ws, resume, heldout):
 
 
 def _sr_train(cfg, ws, resume):
-    from superres_tf.evaluate import evaluate_model
     with open(_require(ws, "sr_data", "split"), encoding="utf-8") as f:
         heldout = json.load(f)["heldout"]
     model, result, warnings = _given_sr_model(cfg), {}, []
     if model is None:
         model, result, warnings = _train_sr(cfg, ws, resume, heldout)
-    result["metrics"] = evaluate_model(model, [os.path.join(cfg.data_dir, n) for n in heldout],
-                                       scale=cfg.sr_scale, seed=cfg.seed)
+    result["metrics"] = sr_metrics(cfg, model, heldout)
     return StageResult({"model": model}, result, warnings)
 
 
@@ -273,19 +304,21 @@ SR_TRAIN = Stage(
 
 def _enhance(cfg, ws, resume):
     from superres_tf.enhance import enhance_folder
-    out = _fresh_dir(ws.path("enhanced"), resume=False)
+    from superres_tf.unet import load_model
     samples = _require(ws, "generate", "samples")
-    written = enhance_folder(samples, out, model=_require(ws, "sr_train", "model"),
-                             scale=cfg.sr_scale, tile=cfg.tile, overlap=cfg.overlap)
-    by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in written}
-    pairs = [[ws.rel(os.path.join(samples, name)), ws.rel(by_name[os.path.splitext(name)[0]])]
-             for name in sorted(os.listdir(samples)) if os.path.splitext(name)[0] in by_name]
+    out = _fresh_dir(ws.path("enhanced"), resume=False)
+    written, failed = enhance_folder(load_model(_require(ws, "sr_train", "model")), samples, out,
+                                     tile=cfg.tile, overlap=cfg.overlap, suffix="", ext="png")
+    if failed:
+        raise PipelineError(f"{samples}: {len(failed)} sample(s) failed to enhance: "
+                            + "; ".join(failed.values()))
+    pairs = [[ws.rel(os.path.join(samples, os.path.basename(p))), ws.rel(p)] for p in sorted(written)]
     return StageResult({"enhanced": out}, {"pairs": pairs})
 
 
 ENHANCE = Stage(
     "enhance",
-    params=lambda cfg: {"tile": cfg.tile, "overlap": cfg.overlap, "sr_scale": cfg.sr_scale},
+    params=lambda cfg: {"tile": cfg.tile, "overlap": cfg.overlap},
     inputs=lambda cfg, ws: {"samples": _require(ws, "generate", "samples"),
                             "model": _require(ws, "sr_train", "model")},
     run=_enhance)
