@@ -1,7 +1,325 @@
-"""Builds the custom-op library (work in progress: not available yet)."""
+"""Build (on first use) and load the custom-op library ``stylegan_tl_ops.so``.
+
+The C++ sources in ``kernels/`` are compiled with the flags TensorFlow reports
+(``tf.sysconfig.get_compile_flags()/get_link_flags()``: C++17 and TF's ABI flag). The CUDA
+sources are added when TensorFlow is a CUDA build, ``nvcc`` is found and TensorFlow sees a GPU
+(override with ``STYLEGAN_TL_CUDA=0|1``). The library is cached in ``$STYLEGAN_TL_CACHE/ops`` or
+``~/.cache/stylegan_tl/ops`` under a name keyed by a hash of the sources, the compile commands,
+the compiler versions and the TensorFlow version; it is compiled into a temporary directory and
+renamed into place under a file lock, so parallel processes neither collide nor see a partial file.
+
+Environment variables: ``STYLEGAN_TL_CACHE`` (cache root), ``STYLEGAN_TL_CXX`` (C++ compiler,
+default ``g++``), ``STYLEGAN_TL_NVCC`` (nvcc, default from PATH or ``$CUDA_HOME/bin``),
+``STYLEGAN_TL_CUDA`` (``1``/``0`` force the CUDA kernels on/off), ``STYLEGAN_TL_CUDA_ARCH``
+(e.g. ``80,90``: GPU architectures to compile for).
+
+Command line: ``python -m stylegan_tl.ops.build [--force] [--cuda-check]``.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import logging
 
 from ..errors import BuildError
 
+ENV_CACHE = "STYLEGAN_TL_CACHE"
+ENV_CXX = "STYLEGAN_TL_CXX"
+ENV_NVCC = "STYLEGAN_TL_NVCC"
+ENV_CUDA = "STYLEGAN_TL_CUDA"
+ENV_CUDA_ARCH = "STYLEGAN_TL_CUDA_ARCH"
+
+LIB_NAME = "stylegan_tl_ops"
+KERNEL_DIR = pathlib.Path(__file__).resolve().parent / "kernels"
+CPP_SOURCES = ("fused_bias_act.cc", "upfirdn_2d.cc")
+CUDA_SOURCES = ("cuda_common.cu", "fused_bias_act.cu", "upfirdn_2d.cu")
+_CACHE_TAG = "stylegan_tl-ops-1"
+_CXX_FLAGS = ["-shared", "-fPIC", "-O3", "-DNDEBUG", "-w"]
+_NVCC_FLAGS = ["-c", "--std=c++17", "-O3", "-DNDEBUG", "-Xcompiler", "-fPIC"]
+
+
+@dataclasses.dataclass
+class BuildResult:
+    """What ``build_library`` produced."""
+    path: pathlib.Path   # the cached .so
+    cached: bool         # True when an existing library was reused (nothing compiled)
+    seconds: float       # wall time of this call
+    cuda: bool           # True when the CUDA kernels are in the library
+    cuda_note: str       # why CUDA kernels are (not) included
+
+
+def cache_dir():
+    """Directory holding the built libraries (created on demand)."""
+    root = os.environ.get(ENV_CACHE)
+    path = pathlib.Path(root) / "ops" if root else pathlib.Path.home() / ".cache/stylegan_tl/ops"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run(cmd, what):
+    """Run a compiler command; raise BuildError with the command and its output on failure."""
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as e:
+        raise BuildError(f"{what}: cannot run {cmd[0]!r} ({e.strerror}); set {ENV_CXX} / "
+                         f"{ENV_NVCC} or STYLEGAN_TL_OPS=ref. Command: {' '.join(cmd)}") from None
+    if proc.returncode != 0:
+        raise BuildError(f"{what}: compiler failed with exit code {proc.returncode}. "
+                         f"Command: {' '.join(cmd)}\n{proc.stdout[-6000:]}")
+    return proc.stdout
+
+
+def _tool_version(exe, what):
+    return _run([exe, "--version"], f"{what} version check").strip().splitlines()[-1]
+
+
+def find_nvcc():
+    """Path of nvcc (``$STYLEGAN_TL_NVCC``, PATH, ``$CUDA_HOME/bin``) or None."""
+    if os.environ.get(ENV_NVCC):
+        return os.environ[ENV_NVCC]
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    candidate = pathlib.Path(home) / "bin" / "nvcc"
+    return str(candidate) if candidate.exists() else None
+
+
+def cuda_include_shim(nvcc):
+    """Directory to add with -I so that ``third_party/gpus/cuda/include/...`` resolves.
+
+    TF's headers include CUDA headers through that path when ``GOOGLE_CUDA`` is set. Recent pip
+    wheels ship them inside ``tensorflow/include``; otherwise a symlink tree in the cache points
+    it at the CUDA toolkit found next to ``nvcc``.
+    """
+    import tensorflow as tf
+    tf_include = pathlib.Path(tf.sysconfig.get_include())
+    if (tf_include / "third_party/gpus/cuda/include/cuda_runtime.h").exists():
+        return None
+    toolkit_include = pathlib.Path(nvcc).resolve().parent.parent / "include"
+    if not (toolkit_include / "cuda_runtime.h").exists():
+        raise BuildError(f"{toolkit_include}: no cuda_runtime.h for TF's third_party/gpus include")
+    shim = cache_dir() / "include_shim"
+    link = shim / "third_party/gpus/cuda/include"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.parent / f".include.{os.getpid()}"
+        os.symlink(toolkit_include, tmp)
+        os.replace(tmp, link)
+    return shim
+
+
+def cuda_archs(nvcc):
+    """GPU architectures (e.g. ``['80', '90']``): env, else visible GPUs, else TF's build list."""
+    if os.environ.get(ENV_CUDA_ARCH):
+        return [a.strip() for a in os.environ[ENV_CUDA_ARCH].replace(";", ",").split(",")
+                if a.strip()]
+    import tensorflow as tf
+    archs = set()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if cc:
+            archs.add(f"{cc[0]}{cc[1]}")
+    if not archs:
+        built = tf.sysconfig.get_build_info().get("cuda_compute_capabilities", [])
+        archs = {a.split("_")[-1] for a in built}
+    supported = _run([nvcc, "--list-gpu-arch"], "nvcc --list-gpu-arch").split()
+    supported = {a.split("_")[-1] for a in supported}
+    usable = sorted(archs & supported) if supported else sorted(archs)
+    if not usable:
+        raise BuildError(f"{nvcc}: supports none of the GPU architectures {sorted(archs)}; "
+                         f"set {ENV_CUDA_ARCH}")
+    return usable
+
+
+def _gencode_flags(archs):
+    flags = []
+    for arch in archs:
+        flags += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+    top = archs[-1]
+    return flags + ["-gencode", f"arch=compute_{top},code=compute_{top}"]
+
+
+def cuda_decision():
+    """Return ``(nvcc or None, note)``: whether the library gets CUDA kernels, and why."""
+    import tensorflow as tf
+    forced = os.environ.get(ENV_CUDA, "").strip()
+    if forced == "0":
+        return None, f"CUDA kernels disabled by {ENV_CUDA}=0"
+    nvcc = find_nvcc()
+    if nvcc is None:
+        return None, "no nvcc found (PATH, $CUDA_HOME/bin)"
+    if not tf.test.is_built_with_cuda():
+        return None, "TensorFlow is not a CUDA build"
+    if forced != "1" and not tf.config.list_physical_devices("GPU"):
+        return None, f"TensorFlow sees no GPU (set {ENV_CUDA}=1 to build them anyway)"
+    return nvcc, f"CUDA kernels built with {nvcc}"
+
+
+def _commands(workdir, nvcc):
+    """Compile commands (list of argv) producing ``workdir/LIB_NAME.so``."""
+    import tensorflow as tf
+    cflags = tf.sysconfig.get_compile_flags()
+    lflags = tf.sysconfig.get_link_flags()
+    cxx = os.environ.get(ENV_CXX) or "g++"
+    commands, objects, defines = [], [], []
+    if nvcc:
+        shim = cuda_include_shim(nvcc)
+        shim_flags = [f"-I{shim}"] if shim else []
+        arch_flags = _gencode_flags(cuda_archs(nvcc))
+        host = ["-ccbin", os.environ[ENV_CXX]] if os.environ.get(ENV_CXX) else []
+        for src in CUDA_SOURCES:
+            obj = str(pathlib.Path(workdir) / f"{src}.o")
+            commands.append([nvcc, *_NVCC_FLAGS, *arch_flags, *host, str(KERNEL_DIR / src),
+                             "-o", obj])
+            objects.append(obj)
+        tf_include = pathlib.Path(tf.sysconfig.get_include())
+        defines = ["-DGOOGLE_CUDA=1", f"-I{tf_include / 'third_party/gpus/cuda/include'}",
+                   *[f"-I{shim / 'third_party/gpus/cuda/include'}" for shim in [shim] if shim]]
+    out = str(pathlib.Path(workdir) / f"{LIB_NAME}.so")
+    commands.append([cxx, *_CXX_FLAGS, *cflags, *defines,
+                     *[str(KERNEL_DIR / s) for s in CPP_SOURCES], *objects, "-o", out, *lflags])
+    return commands, out
+
+
+def _cache_key(commands, workdir, nvcc):
+    import tensorflow as tf
+    h = hashlib.sha256()
+    h.update(_CACHE_TAG.encode())
+    h.update(tf.__version__.encode())
+    for path in sorted(KERNEL_DIR.iterdir()):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    for cmd in commands:
+        h.update(" ".join(cmd).replace(str(workdir), "<tmp>").encode())
+    h.update(_tool_version(commands[-1][0], "C++ compiler").encode())
+    if nvcc:
+        h.update(_tool_version(nvcc, "nvcc").encode())
+    return h.hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """Exclusive lock on ``path`` (fcntl); a no-op where fcntl does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_library(force=False):
+    """Build the library unless cached (``force`` rebuilds); return a ``BuildResult``."""
+    start = time.time()
+    nvcc, cuda_note = cuda_decision()
+    cache = cache_dir()
+    workdir = tempfile.mkdtemp(prefix=f".{LIB_NAME}.", dir=cache)
+    try:
+        commands, out = _commands(workdir, nvcc)
+        key = _cache_key(commands, workdir, nvcc)
+        final = cache / f"{LIB_NAME}_{key}.so"
+        with _file_lock(cache / f"{LIB_NAME}_{key}.lock"):
+            if final.exists() and not force:
+                return BuildResult(final, True, time.time() - start, nvcc is not None, cuda_note)
+            logging.info("Compiling stylegan_tl custom ops into %s (%s) ...", final, cuda_note)
+            for cmd in commands:
+                _run(cmd, f"building {final.name}")
+            os.replace(out, final)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return BuildResult(final, False, time.time() - start, nvcc is not None, cuda_note)
+
+
+_loaded = None      # (module, BuildResult) once loaded
+_load_error = None  # the BuildError of a failed attempt (not retried in this process)
+
 
 def load_ops_library():
-    raise BuildError("stylegan_tl custom ops are not implemented yet")
+    """Build on first use and load the op library; return the module (raises BuildError).
+
+    The outcome is memoised per process, including failures.
+    """
+    global _loaded, _load_error
+    if _loaded is None and _load_error is None:
+        try:
+            result = build_library()
+            import tensorflow as tf
+            try:
+                module = tf.load_op_library(str(result.path))
+            except Exception as e:  # noqa: BLE001 - TF raises NotFoundError and others
+                raise BuildError(f"{result.path}: cannot be loaded: {e}") from None
+            _loaded = (module, result)
+        except BuildError as e:
+            _load_error = e
+    if _load_error is not None:
+        raise _load_error
+    return _loaded[0]
+
+
+def loaded_build():
+    """The ``BuildResult`` of the library loaded in this process, or None."""
+    return _loaded[1] if _loaded else None
+
+
+def check_cuda_sources(outdir=None):
+    """Compile every CUDA source with nvcc and the host sources with ``GOOGLE_CUDA=1``.
+
+    Nothing is loaded (this checks that the GPU code compiles on hosts without a GPU).
+    Returns a list of ``(source names, seconds)``; raises BuildError when nvcc is missing or a
+    compile fails.
+    """
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise BuildError("--cuda-check: no nvcc found (PATH, $CUDA_HOME/bin, $STYLEGAN_TL_NVCC)")
+    with tempfile.TemporaryDirectory(dir=outdir) as workdir:
+        commands, _ = _commands(workdir, nvcc)
+        report = []
+        for cmd in commands:
+            start = time.time()
+            names = [pathlib.Path(a).name for a in cmd if a.endswith((".cu", ".cc"))]
+            _run(cmd, f"CUDA compile check of {', '.join(names)}")
+            report.append((names, time.time() - start))
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m stylegan_tl.ops.build",
+                                     description="Build the stylegan_tl custom ops ahead of time.")
+    parser.add_argument("--force", action="store_true", help="rebuild even when cached")
+    parser.add_argument("--cuda-check", action="store_true",
+                        help="also compile the CUDA sources with nvcc (no GPU needed, not loaded)")
+    args = parser.parse_args(argv)
+    try:
+        result = build_library(force=args.force)
+        import tensorflow as tf
+        tf.load_op_library(str(result.path))
+        state = "cached" if result.cached else "built"
+        print(f"{state}: {result.path} in {result.seconds:.1f} s; CPU kernels: fused_bias_act, "
+              f"upfirdn_2d; CUDA: {result.cuda_note}")
+        if args.cuda_check:
+            for names, seconds in check_cuda_sources():
+                print(f"cuda-check: compiled {', '.join(names)} in {seconds:.1f} s")
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

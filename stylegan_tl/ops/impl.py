@@ -43,7 +43,7 @@ def resolve_impl(impl):
 
 def load_library():
     """Return the loaded custom-op module (builds it on first use); raises BuildError."""
-    from . import build
+    from . import build  # noqa: PLC0415 - build imports TensorFlow machinery lazily
     return build.load_ops_library()
 
 

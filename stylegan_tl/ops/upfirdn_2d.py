@@ -31,7 +31,9 @@ def upfirdn_2d(x, k, upx=1, upy=1, downx=1, downy=1, padx0=0, padx1=0, pady0=0, 
     k = check_upfirdn_args(x, k, upx, upy, downx, downy, padx0, padx1, pady0, pady1)
     args = (int(upx), int(upy), int(downx), int(downy), int(padx0), int(padx1), int(pady0),
             int(pady1))
-    if resolve_impl(impl) == "custom":
+    # The custom op's gradient needs static spatial sizes; 'auto' takes the reference otherwise.
+    static = x.shape[1] is not None and x.shape[2] is not None
+    if resolve_impl(impl if static or impl != "auto" else "ref") == "custom":
         from . import custom
         return custom.upfirdn_2d(x, k, *args)
     return _upfirdn_2d_ref(x, k, *args)

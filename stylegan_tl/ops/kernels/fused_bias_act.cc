@@ -1,0 +1,155 @@
+// Op StyleganTlFusedBiasAct: registration, shape function, CPU kernel (float, half) and, in
+// CUDA builds (GOOGLE_CUDA=1), the GPU kernel registration (launcher in fused_bias_act.cu).
+#if GOOGLE_CUDA
+#define EIGEN_USE_GPU
+#endif
+
+#include <algorithm>
+#include <type_traits>
+
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+#include "fused_bias_act.h"
+
+namespace stylegan_tl {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+REGISTER_OP("StyleganTlFusedBiasAct")
+    .Input("x: T")
+    .Input("b: T")
+    .Input("xref: T")
+    .Output("y: T")
+    .Attr("T: {float, half}")
+    .Attr("grad: int = 0")
+    .Attr("axis: int = 1")
+    .Attr("act: int = 0")
+    .Attr("alpha: float = 0.0")
+    .Attr("gain: float = 1.0")
+    .Attr("clamp: float = -1.0")
+    .SetShapeFn(tensorflow::shape_inference::UnchangedShape)
+    .Doc(R"doc(
+y = clip(act(x + b) * gain, -clamp, clamp) (grad=0), or its first (grad=1) / second (grad=2)
+derivative times x, evaluated at xref + b. b is broadcast along `axis` (empty b: no bias);
+xref is empty for grad=0 and shaped like x otherwise. clamp < 0 disables clamping.
+)doc");
+
+template <typename Device, typename T>
+struct FusedBiasActLaunch;
+
+template <typename T>
+struct FusedBiasActLaunch<CPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const FusedBiasActParams& p, const T* x, const T* b,
+                  const T* ref, T* y) {
+    auto work = [&](int64_t begin, int64_t end) {
+      int64_t c = p.channels ? (begin / p.inner) % p.channels : 0;
+      int64_t j = begin % p.inner;
+      for (int64_t i = begin; i < end; ++i) {
+        float bias = p.channels ? static_cast<float>(b[c]) : 0.0f;
+        float r = p.grad ? static_cast<float>(ref[i]) : 0.0f;
+        y[i] = static_cast<T>(fused_bias_act_element(p, static_cast<float>(x[i]), r, bias));
+        if (++j == p.inner) {
+          j = 0;
+          if (++c == p.channels) c = 0;
+        }
+      }
+    };
+    const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    const int64_t cost = (p.act == kLinear || p.act == kRelu || p.act == kLrelu) ? 5 : 40;
+    tensorflow::Shard(threads->num_threads, threads->workers, p.size, cost, work);
+  }
+};
+
+#if GOOGLE_CUDA
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T>
+struct FusedBiasActLaunch<GPUDevice, T> {
+  static void Run(OpKernelContext* ctx, const FusedBiasActParams& p, const T* x, const T* b,
+                  const T* ref, T* y) {
+    void* stream = static_cast<void*>(ctx->eigen_device<GPUDevice>().stream());
+    int err = fused_bias_act_cuda(stream, p, std::is_same<T, Eigen::half>::value, x, b, ref, y);
+    OP_REQUIRES(ctx, err == 0,
+                absl::InternalError(std::string("StyleganTlFusedBiasAct CUDA launch failed: ") +
+                                    cuda_error_string(err)));
+  }
+};
+#endif
+
+template <typename Device, typename T>
+class FusedBiasActOp : public OpKernel {
+ public:
+  explicit FusedBiasActOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("grad", &grad_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("axis", &axis_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("act", &act_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("alpha", &alpha_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("gain", &gain_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("clamp", &clamp_));
+    OP_REQUIRES(ctx, grad_ >= 0 && grad_ <= 2,
+                absl::InvalidArgumentError("StyleganTlFusedBiasAct: grad must be 0, 1 or 2"));
+    OP_REQUIRES(ctx, act_ >= 0 && act_ < kNumActivations,
+                absl::InvalidArgumentError("StyleganTlFusedBiasAct: unknown activation code"));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    const Tensor& b = ctx->input(1);
+    const Tensor& xref = ctx->input(2);
+    const int rank = x.dims();
+    const int axis = axis_ < 0 ? axis_ + rank : axis_;
+    FusedBiasActParams p;
+    p.size = x.NumElements();
+    p.channels = b.NumElements();
+    p.inner = 1;
+    p.grad = grad_;
+    p.act = act_;
+    p.alpha = alpha_;
+    p.gain = gain_;
+    p.clamp = clamp_;
+    OP_REQUIRES(ctx, b.dims() == 1,
+                absl::InvalidArgumentError("StyleganTlFusedBiasAct: b must be 1-D"));
+    if (p.channels > 0) {
+      OP_REQUIRES(ctx, axis >= 0 && axis < rank,
+                  absl::InvalidArgumentError("StyleganTlFusedBiasAct: axis out of range"));
+      OP_REQUIRES(ctx, x.dim_size(axis) == p.channels,
+                  absl::InvalidArgumentError(
+                      "StyleganTlFusedBiasAct: b's length differs from x.shape[axis]"));
+      for (int i = axis + 1; i < rank; ++i) p.inner *= x.dim_size(i);
+    }
+    OP_REQUIRES(ctx, grad_ == 0 ? xref.NumElements() == 0 : xref.shape() == x.shape(),
+                absl::InvalidArgumentError(
+                    "StyleganTlFusedBiasAct: xref must be empty (grad=0) or shaped like x"));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    if (p.size == 0) return;
+    FusedBiasActLaunch<Device, T>::Run(ctx, p, x.flat<T>().data(), b.flat<T>().data(),
+                                       xref.flat<T>().data(), y->flat<T>().data());
+  }
+
+ private:
+  int grad_, axis_, act_;
+  float alpha_, gain_, clamp_;
+};
+
+#define SGTL_REGISTER_FBA(DEVICE, DEVICE_TYPE, T)                                     \
+  REGISTER_KERNEL_BUILDER(                                                            \
+      Name("StyleganTlFusedBiasAct").Device(DEVICE).TypeConstraint<T>("T"),           \
+      FusedBiasActOp<DEVICE_TYPE, T>)
+
+SGTL_REGISTER_FBA(tensorflow::DEVICE_CPU, CPUDevice, float);
+SGTL_REGISTER_FBA(tensorflow::DEVICE_CPU, CPUDevice, Eigen::half);
+#if GOOGLE_CUDA
+SGTL_REGISTER_FBA(tensorflow::DEVICE_GPU, GPUDevice, float);
+SGTL_REGISTER_FBA(tensorflow::DEVICE_GPU, GPUDevice, Eigen::half);
+#endif
+
+}  // namespace stylegan_tl

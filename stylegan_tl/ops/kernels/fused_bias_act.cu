@@ -1,0 +1,46 @@
+// CUDA launcher of StyleganTlFusedBiasAct: one thread per element (grid-stride loop), float or
+// IEEE half storage, float arithmetic. No TensorFlow headers: the .cc passes raw pointers.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "fused_bias_act.h"
+
+namespace stylegan_tl {
+namespace {
+
+__device__ inline float load(const float* p, int64_t i) { return p[i]; }
+__device__ inline float load(const __half* p, int64_t i) { return __half2float(p[i]); }
+__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
+__device__ inline void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+template <typename T>
+__global__ void FusedBiasActKernel(FusedBiasActParams p, const T* x, const T* b, const T* ref,
+                                   T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.size;
+       i += int64_t(blockDim.x) * gridDim.x) {
+    float bias = p.channels ? load(b, (i / p.inner) % p.channels) : 0.0f;
+    float r = p.grad ? load(ref, i) : 0.0f;
+    store(y, i, fused_bias_act_element(p, load(x, i), r, bias));
+  }
+}
+
+template <typename T>
+int Launch(void* stream, const FusedBiasActParams& p, const void* x, const void* b,
+           const void* ref, void* y) {
+  const int threads = 256;
+  const int64_t wanted = (p.size + threads - 1) / threads;
+  const int blocks = static_cast<int>(wanted < 65536 ? wanted : 65536);
+  FusedBiasActKernel<T><<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+      p, static_cast<const T*>(x), static_cast<const T*>(b), static_cast<const T*>(ref),
+      static_cast<T*>(y));
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int fused_bias_act_cuda(void* stream, const FusedBiasActParams& p, bool is_half, const void* x,
+                        const void* b, const void* ref, void* y) {
+  return is_half ? Launch<__half>(stream, p, x, b, ref, y) : Launch<float>(stream, p, x, b, ref, y);
+}
+
+}  // namespace stylegan_tl
