@@ -520,7 +520,7 @@ def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState]
         G, D, Gs: NetworkStates. All three give NVIDIA's ``(G, D, Gs)`` tuple, which every NVIDIA
             tool reads. Exactly one (the others None) gives a single-network pickle, which
             :func:`read_network_pkl` reads back as ``(None, None, Gs)`` / ``(None, D, None)``.
-        protocol: 2, 3 or 4. Default as NVIDIA: 3 if any state is version 5 (ADA's ``pickle.dump``
+        protocol: 3 or 4 (2 would need a ``_codecs.encode`` global for bytes). Default as NVIDIA: 3 if any state is version 5 (ADA's ``pickle.dump``
             default), else 4 (``pickle.HIGHEST_PROTOCOL`` of the Python 3.6/3.7 NVIDIA used).
     Returns:
         ``path``.
@@ -532,8 +532,8 @@ def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState]
     nets = [_nvidia_state(n, f"{path}: {role}") for n, role in given]
     if protocol is None:
         protocol = 3 if any(n.version >= 5 for n, _ in given) else 4
-    if protocol not in (2, 3, 4):
-        raise NetworkPickleError(f"{path}: pickle protocol {protocol!r} (NVIDIA's loaders need 2, 3 or 4)")
+    if protocol not in (3, 4):
+        raise NetworkPickleError(f"{path}: pickle protocol {protocol!r} (write 3 or 4, as NVIDIA did)")
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:

@@ -1,12 +1,166 @@
-"""Official NVIDIA checkpoints by short name, URL download into a cache. (Placeholder: being written.)"""
+"""NVIDIA's official TF checkpoints by short name, and URL downloads into a local cache. No TensorFlow.
 
+``resolve_network_pkl(spec)`` turns a local path, an URL or a short name such as
+``'stylegan2-church-config-f'`` into a local file. URLs and names are downloaded once into the cache
+folder (``$STYLEGAN_TL_CACHE``, else ``~/.cache/stylegan_tl/networks``), to a temporary file that is
+renamed when complete. Offline, the error names the URL and the exact cache path where a copy
+fetched by other means can be placed.
+"""
+
+import difflib
+import hashlib
 import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from .errors import NetworkPickleError
 
+_DRIVE = "https://drive.google.com/uc?id="
+_V2 = "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/"
+_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada/pretrained/"
 
-def resolve_network_pkl(spec: str) -> str:
-    """Return a local path for a path, URL or official short name (placeholder: paths only)."""
+
+def _official_networks() -> dict:
+    """Short name -> URL. v1 (Google Drive, Karras et al. 2019), v2 (configs a-f), ADA-TF."""
+    nets = {
+        "karras2019stylegan-ffhq-1024x1024": _DRIVE + "1MEGjdvVpUsu1jB4zrXZN7Y4kBBOzizDQ",
+        "karras2019stylegan-celebahq-1024x1024": _DRIVE + "1MGqJl28pN4t7SAtSrPdSRJSQJqahkzUf",
+        "karras2019stylegan-bedrooms-256x256": _DRIVE + "1MOSKeGF0FJcivpBI7s63V9YHloUTORiF",
+        "karras2019stylegan-cars-512x384": _DRIVE + "1MJ6iCfNtMIRicihwRorsM3b7mmtmK9c3",
+        "karras2019stylegan-cats-256x256": _DRIVE + "1MQywl0FNt6lHu8E_EUqnRbviagS7fbiJ",
+    }
+    v2 = [f"stylegan2-{d}-config-{c}" for c in "af" for d in ("car", "cat", "church", "ffhq", "horse")]
+    v2 += [f"stylegan2-{d}-config-{c}" for c in "bcde" for d in ("car", "ffhq")]
+    nets.update((name, f"{_V2}{name}.pkl") for name in v2)
+    nets.update((f"stylegan2-{d}-config-e-G{g}-D{k}", f"{_V2}table2/stylegan2-{d}-config-e-G{g}-D{k}.pkl")
+                for d in ("car", "ffhq") for g in ("orig", "skip", "resnet") for k in ("orig", "skip", "resnet"))
+    for d in ("metfaces", "brecahad", "afhqcat", "afhqdog", "afhqwild", "cifar10", "ffhq"):
+        nets[f"stylegan2-ada-{d}"] = f"{_ADA}{d}.pkl"
+    transfer = {  # StyleGAN2-ADA train.py --resume presets
+        "ffhq256": "ffhq-res256-mirror-paper256-noaug.pkl",
+        "ffhq512": "ffhq-res512-mirror-stylegan2-noaug.pkl",
+        "ffhq1024": "ffhq-res1024-mirror-stylegan2-noaug.pkl",
+        "celebahq256": "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
+        "lsundog256": "lsundog-res256-paper256-kimg100000-noaug.pkl",
+    }
+    nets.update((f"stylegan2-ada-{k}", f"{_ADA}transfer-learning-source-nets/{v}") for k, v in transfer.items())
+    return nets
+
+
+OFFICIAL_NETWORKS = _official_networks()
+# ADA's own --resume names, accepted as aliases.
+ALIASES = {k: f"stylegan2-ada-{k}" for k in ("ffhq256", "ffhq512", "ffhq1024", "celebahq256", "lsundog256")}
+
+
+def cache_dir_default() -> str:
+    """``$STYLEGAN_TL_CACHE`` if set, else ``~/.cache/stylegan_tl/networks``."""
+    return os.environ.get("STYLEGAN_TL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stylegan_tl", "networks")
+
+
+def _is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
+def _official_name(spec: str):
+    """The official short name for a name, alias, ``name.pkl`` or official URL; None otherwise."""
+    name = ALIASES.get(spec, spec[:-4] if spec.endswith(".pkl") else spec)
+    if name in OFFICIAL_NETWORKS:
+        return name
+    return next((k for k, url in OFFICIAL_NETWORKS.items() if url == spec), None)
+
+
+def cache_path_for(spec: str, cache_dir: str = None) -> str:
+    """Where the download of an URL or official name is (or will be) stored.
+
+    Official networks are stored as ``<short name>.pkl``; other URLs as
+    ``<file stem>-<8 hex digits of the URL's sha1>.pkl``, so equal file names from different
+    servers do not collide.
+    """
+    folder = cache_dir or cache_dir_default()
+    name = _official_name(spec)
+    if name is None:
+        if not _is_url(spec):
+            raise NetworkPickleError(f"{spec}: not an URL or an official network name")
+        stem = os.path.splitext(os.path.basename(urllib.parse.urlparse(spec).path))[0] or "network"
+        name = f"{stem}-{hashlib.sha1(spec.encode('utf-8')).hexdigest()[:8]}"
+    return os.path.join(folder, f"{name}.pkl")
+
+
+def resolve_network_pkl(spec, cache_dir: str = None) -> str:
+    """A local path for a path, URL or official short name (see ``OFFICIAL_NETWORKS``).
+
+    URLs and names are downloaded once into ``cache_dir`` (default :func:`cache_dir_default`) with
+    a one-line progress display on stderr; later calls return the cached file.
+    """
+    spec = os.fspath(spec)
     if os.path.isfile(spec):
         return spec
-    raise NetworkPickleError(f"{spec}: no such file")
+    if not (_is_url(spec) or _official_name(spec)):
+        if os.sep in spec or spec.endswith(".pkl") or os.path.exists(spec):
+            raise NetworkPickleError(f"{spec}: no such file")
+        close = difflib.get_close_matches(spec, list(OFFICIAL_NETWORKS) + list(ALIASES), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see docs/pickles.md for the official names"
+        raise NetworkPickleError(f"{spec}: no such file and not an official network name{hint}")
+    url = OFFICIAL_NETWORKS.get(_official_name(spec) or "", spec)
+    path = cache_path_for(spec, cache_dir)
+    if not os.path.isfile(path):
+        _download(url, path)
+    return path
+
+
+def _download(url: str, path: str) -> None:
+    """Stream ``url`` to a temp file beside ``path``, check it looks like a pickle, rename it."""
+    manual = f"download it yourself and place it at {path}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            progress = _Progress(os.path.basename(path), total)
+            head = b""
+            while chunk := response.read(1 << 20):
+                head = head or chunk[:1]
+                out.write(chunk)
+                progress.update(len(chunk))
+            progress.done()
+        if head != b"\x80":  # every pickle of protocol >= 2 starts with PROTO; HTML pages do not
+            raise NetworkPickleError(f"cannot download {url}: the server sent something that is not a pickle "
+                                     f"(a web page?); {manual}")
+        os.replace(tmp, path)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        os.unlink(tmp)
+        reason = getattr(e, "reason", None) or e
+        raise NetworkPickleError(f"cannot download {url} ({reason}); {manual}") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class _Progress:
+    """One-line download progress on stderr (MB done / total, percent), at most 4 updates a second."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.done_bytes, self.last = label, total, 0, 0.0
+
+    def update(self, n: int) -> None:
+        self.done_bytes += n
+        if time.monotonic() - self.last >= 0.25:
+            self._show()
+
+    def done(self) -> None:
+        self._show()
+        sys.stderr.write("\n")
+
+    def _show(self) -> None:
+        self.last = time.monotonic()
+        mb = self.done_bytes / 1e6
+        if self.total:
+            text = f"{mb:.1f}/{self.total / 1e6:.1f} MB ({100 * self.done_bytes // self.total}%)"
+        else:
+            text = f"{mb:.1f} MB"
+        sys.stderr.write(f"\rdownloading {self.label}: {text}")
+        sys.stderr.flush()
