@@ -226,7 +226,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _short(obj, limit=80) -> str:
-    text = repr(obj)
+    """A one-line, bounded repr for error messages."""
+    text = " ".join((obj if isinstance(obj, str) else repr(obj)).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -242,7 +243,8 @@ def _load(path: str):
     if os.path.getsize(path) == 0:
         raise NetworkPickleError(f"{path}: empty file")
     with open(path, "rb") as f:
-        if f.read(4) == b"PK\x03\x04":
+        head = f.read(4)
+        if head == b"PK\x03\x04":
             raise NetworkPickleError(
                 f"{path}: a zip archive (a PyTorch torch.save checkpoint?), not a TF network pickle")
         f.seek(0)
@@ -250,17 +252,13 @@ def _load(path: str):
             return _RestrictedUnpickler(f).load()
         except NetworkPickleError as e:
             raise NetworkPickleError(f"{path}: {e}") from None
-        except EOFError:
-            raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
-        except pickle.UnpicklingError as e:
-            if "truncated" in str(e):
-                raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
-            if "invalid load key" in str(e):
-                raise NetworkPickleError(f"{path}: not a pickle file") from None
-            raise NetworkPickleError(f"{path}: damaged pickle ({e})") from None
         except (RecursionError, MemoryError) as e:
             raise NetworkPickleError(f"{path}: damaged or hostile pickle ({type(e).__name__})") from None
         except Exception as e:  # any other failure inside the unpickler means a malformed stream
+            if not head.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO
+                raise NetworkPickleError(f"{path}: not a pickle file (it starts with {head!r})") from None
+            if isinstance(e, EOFError) or "truncated" in str(e):
+                raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
             raise NetworkPickleError(f"{path}: damaged pickle ({type(e).__name__}: {_short(str(e))})") from None
 
 
@@ -310,7 +308,7 @@ def _to_state(stub, where: str) -> NetworkState:
         raise NetworkPickleError(f"{where}: expected a dnnlib.tflib.network.Network with a state dict")
     version = state.get("version")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
-        raise NetworkPickleError(f"{where}: unknown network pickle version {_short(version)} "
+        raise NetworkPickleError(f"{where}: unknown network pickle version {_short(repr(version))} "
                                  f"(known: {', '.join(map(str, SUPPORTED_VERSIONS))})")
     missing = [k for k in _REQUIRED_KEYS if k not in state]
     if missing:
