@@ -80,13 +80,12 @@ class _lod_set:
 
 def _positional_args(call, inputs, arrays):
     """Positional inputs of a ``X.run(a, None, kw=...)`` call string: npz arrays or None."""
-    inner = call[call.index("(") + 1:]
+    start = call.index("(") + 1
     names = iter(inputs)
     args = []
-    for token in (t.strip() for t in inner.split(",")):
-        if "=" in token or token.startswith(")"):
+    for token in (t.strip() for t in call[start:call.index(")", start)].split(",")):
+        if "=" in token:
             break
-        token = token.rstrip(")")
         args.append(None if token == "None" else arrays[next(names)])
     return args
 
