@@ -14,3 +14,11 @@ class ImageReadError(SuperResError):
 
 class WeightsError(SuperResError):
     """Model or VGG16 weights are missing or unusable."""
+
+
+class ConfigError(SuperResError):
+    """An argument or flag has an unusable value (bad scale, tile smaller than overlap, ...)."""
+
+
+class DatasetError(SuperResError):
+    """An image folder holds no usable image, or too few to split."""

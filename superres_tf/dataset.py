@@ -1,0 +1,138 @@
+"""(low, high) training pairs made on the fly from a folder of photos.
+
+The split into training and held-out photos is by FILE (never by crop), deterministic given the
+seed. Unreadable or too-small files are skipped and named in the log. Pairs are NHWC float32 in
+[0, 1]: `low` is `crop / scale` pixels square, `high` is `crop` pixels square.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from superres_tf import images
+from superres_tf.degrade import check_scale, degrade, mod_crop
+from superres_tf.errors import ConfigError, DatasetError, ImageReadError
+
+# Degradation used for training unless told otherwise (fastai's crappify range for JPEG).
+DEFAULT_DEGRADATION = {"resample": "bicubic", "jpeg_quality": (10, 70), "jpeg_prob": 1.0,
+                       "blur_sigma": None, "noise_sigma": None}
+
+
+def split_files(paths, holdout=0.2, seed=0):
+    """Split image paths into (train, held_out) lists, by file.
+
+    Args:
+      paths: image file paths.
+      holdout: a fraction in [0, 1) of the files (at least one when > 0), or a list of file names
+        (basenames) to hold out.
+      seed: seed of the shuffle that picks the held-out files.
+    """
+    paths = sorted(paths)
+    if isinstance(holdout, (list, tuple)):
+        names = set(holdout)
+        missing = names - {os.path.basename(p) for p in paths}
+        if missing:
+            raise DatasetError(f"held-out files not in the folder: {', '.join(sorted(missing))}")
+        held = [p for p in paths if os.path.basename(p) in names]
+    else:
+        if not 0 <= holdout < 1:
+            raise ConfigError(f"holdout={holdout!r}: expected a fraction in [0, 1) or a list of names")
+        count = max(1, round(holdout * len(paths))) if holdout > 0 else 0
+        order = np.random.default_rng(seed).permutation(len(paths))
+        held = sorted(paths[i] for i in order[:count])
+    train = [p for p in paths if p not in held]
+    if not train:
+        raise DatasetError("no training files left after holding out "
+                           f"{len(held)} of {len(paths)} files")
+    return train, held
+
+
+def load_rgb_images(paths, min_side):
+    """Decode files to uint8 HWC RGB arrays, skipping (and logging by name) unusable ones.
+
+    Returns a list of (path, array). Grey is replicated to RGB; alpha is dropped; 16-bit is reduced
+    to 8 bits.
+    """
+    loaded = []
+    for path in paths:
+        try:
+            array, _ = images.read_image(path, min_side=min_side)
+        except ImageReadError as error:
+            logging.warning("skipping %s", error)
+            continue
+        rgb = array[..., :3] if array.shape[-1] >= 3 else np.repeat(array[..., :1], 3, axis=-1)
+        loaded.append((path, images.from_unit_float(images.to_unit_float(rgb))))
+    return loaded
+
+
+def load_folder(folder, min_side, holdout=0.2, seed=0):
+    """Images of `folder` split by file -> (train, held_out) lists of (path, uint8 RGB array)."""
+    paths = images.list_images(folder)
+    if not paths:
+        raise DatasetError(f"{folder}: no image files (.png, .jpg, ...)")
+    train, held = split_files(paths, holdout=holdout, seed=seed)
+    train_images, held_images = load_rgb_images(train, min_side), load_rgb_images(held, min_side)
+    if not train_images:
+        raise DatasetError(f"{folder}: none of the {len(train)} training files is usable "
+                           f"(need at least {min_side} px on each side)")
+    return train_images, held_images
+
+
+def random_pair(array, crop, scale, rng, degradation):
+    """One random crop (+ horizontal flip) of a uint8 RGB image -> (low, high) float32 HWC in [0, 1]."""
+    top = rng.integers(0, array.shape[0] - crop + 1)
+    left = rng.integers(0, array.shape[1] - crop + 1)
+    high = array[top:top + crop, left:left + crop]
+    if rng.uniform() < 0.5:
+        high = high[:, ::-1]
+    low = degrade(np.ascontiguousarray(high), scale=scale, seed=int(rng.integers(2**31)), **degradation)
+    return images.to_unit_float(low), images.to_unit_float(high)
+
+
+def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None):
+    """Endless tf.data.Dataset of batches (low [B, crop/s, crop/s, 3], high [B, crop, crop, 3]).
+
+    Random crops of `crop` pixels (a multiple of `scale`) from randomly chosen images; each image
+    must be at least `crop` pixels on each side. The stream is fixed by `seed` (an int or a tuple
+    of ints, e.g. (seed, stage, epoch) so that a resumed run does not repeat its first batches).
+    """
+    check_scale(scale)
+    if crop % scale:
+        raise ConfigError(f"crop={crop} is not a multiple of scale {scale}")
+    usable = [a for _, a in train_images if min(a.shape[:2]) >= crop]
+    if not usable:
+        raise DatasetError(f"no training image is at least {crop} px on each side")
+    degradation = dict(DEFAULT_DEGRADATION if degradation is None else degradation)
+    seed_key = list(seed) if isinstance(seed, (tuple, list)) else [seed]
+
+    def generate():
+        rng = np.random.default_rng(seed_key)
+        while True:
+            yield random_pair(usable[rng.integers(len(usable))], crop, scale, rng, degradation)
+
+    low_size = crop // scale
+    signature = (tf.TensorSpec((low_size, low_size, 3), tf.float32),
+                 tf.TensorSpec((crop, crop, 3), tf.float32))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def heldout_pairs(held_images, scale, seed, degradation=None, max_side=None):
+    """Deterministic (name, low, high) triples of float32 HWC [0, 1] for evaluation.
+
+    Each high image is centre-cropped to at most `max_side` pixels per side (None = whole image),
+    then mod-cropped to a multiple of `scale`; the i-th image is degraded with seed (seed, i).
+    """
+    degradation = dict(DEFAULT_DEGRADATION if degradation is None else degradation)
+    triples = []
+    for index, (path, array) in enumerate(held_images):
+        if max_side:
+            top = max(0, (array.shape[0] - max_side) // 2)
+            left = max(0, (array.shape[1] - max_side) // 2)
+            array = array[top:top + max_side, left:left + max_side]
+        high = np.ascontiguousarray(mod_crop(array, scale))
+        low = degrade(high, scale=scale, seed=seed * 100003 + index, **degradation)
+        triples.append((os.path.basename(path), images.to_unit_float(low), images.to_unit_float(high)))
+    return triples

@@ -1,0 +1,168 @@
+"""Image file I/O for the super-resolution side.
+
+Every image enters and leaves the package here. Pixels are handled as numpy arrays in HWC layout:
+``read_image`` returns the stored integers (uint8 or uint16, 1-4 channels) after EXIF orientation;
+``to_unit_float`` / ``from_unit_float`` are the one conversion each way between those integers and
+the float32 [0, 1] values the networks see. Files are written atomically (temp name + rename).
+"""
+
+import io
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from superres_tf.errors import ImageReadError, SuperResError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PIL modes and what they become: channel count of the decoded array.
+_MODE_CONVERSIONS = {"1": "L", "P": None, "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+                     "RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "PA": "RGBA"}
+
+
+def list_images(folder):
+    """Sorted paths of the image files (by suffix) directly inside `folder`."""
+    if not os.path.isdir(folder):
+        raise ImageReadError(f"{folder}: not a directory")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
+    return [os.path.join(folder, n) for n in names]
+
+
+def to_unit_float(pixels):
+    """uint8/uint16 HWC (or HW) integers -> float32 in [0, 1]; float input is clipped to [0, 1]."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    if np.issubdtype(pixels.dtype, np.floating):
+        return np.clip(pixels, 0.0, 1.0).astype(np.float32)
+    raise SuperResError(f"pixels of dtype {pixels.dtype}: expected uint8, uint16 or float")
+
+
+def from_unit_float(values, dtype=np.uint8):
+    """float [0, 1] HWC (or HW) -> rounded uint8 or uint16 (values outside [0, 1] are clipped)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise SuperResError(f"output dtype {dtype}: expected uint8 or uint16")
+    peak = 255.0 if dtype == np.uint8 else 65535.0
+    return np.round(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+
+
+def _png_bit_depth(data):
+    """Bit depth stored in a PNG's IHDR chunk, or None if `data` is not a PNG."""
+    if len(data) >= 25 and data[:8] == _PNG_SIGNATURE:
+        return data[24]
+    return None
+
+
+def _decode_png16(data, path):
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA) -> uint16 HWC; PIL keeps only 8 bits of RGB."""
+    import tensorflow as tf  # imported here: reading 8-bit images needs no TensorFlow
+    try:
+        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:
+        raise ImageReadError(f"{path}: broken 16-bit PNG ({error.message.splitlines()[0]})") from None
+
+
+def _pil_to_array(image, path):
+    """PIL image (any usual mode) -> uint8/uint16 HWC array with 1-4 channels."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)[..., None]
+    elif mode in _MODE_CONVERSIONS:
+        image = image.convert(_MODE_CONVERSIONS[mode])
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        raise ImageReadError(f"{path}: unsupported image mode {mode!r} "
+                             "(expected grey, RGB, RGBA, palette or 16-bit PNG)")
+    array = np.asarray(image)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def read_image(path, min_side=1):
+    """Read an image file -> (uint8 or uint16 HWC array with C in 1..4, EXIF bytes or None).
+
+    EXIF orientation is applied (the array is upright). Palette images become RGB/RGBA, 16-bit PNGs
+    stay 16-bit. Raises ImageReadError naming `path` for a missing, empty, broken or too-small file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read ({error.strerror})") from None
+    if not data:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        exif = image.info.get("exif")
+        if _png_bit_depth(data) == 16:
+            array = _decode_png16(data, path)
+        else:
+            array = _pil_to_array(ImageOps.exif_transpose(image), path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error})") from None
+    height, width = array.shape[:2]
+    if min(height, width) < min_side:
+        raise ImageReadError(f"{path}: too small ({width}x{height} pixels, need at least "
+                             f"{min_side} on each side)")
+    return array, exif
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to a temp file beside `path`, then rename it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def encode_image(array, path, quality=95, exif=None):
+    """uint8/uint16 HWC array (C in 1..4) -> file bytes in the format named by `path`'s suffix.
+
+    16-bit arrays are written as 16-bit PNG (other formats raise). JPEG drops alpha only if asked
+    by the caller: an RGBA or grey+alpha array given for a .jpg path raises SuperResError.
+    """
+    suffix = os.path.splitext(path)[1].lower()
+    channels = array.shape[-1]
+    if array.dtype == np.uint16:
+        if suffix != ".png":
+            raise SuperResError(f"{path}: 16-bit images can only be written as .png")
+        import tensorflow as tf
+        return tf.io.encode_png(array).numpy()
+    if suffix in (".jpg", ".jpeg") and channels in (2, 4):
+        raise SuperResError(f"{path}: JPEG cannot store an alpha channel, use .png")
+    image = Image.fromarray(array[..., 0] if channels == 1 else array)
+    buffer = io.BytesIO()
+    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+    if exif and suffix in (".jpg", ".jpeg", ".png", ".webp"):
+        options["exif"] = _upright_exif(exif)
+    try:
+        image.save(buffer, format=Image.registered_extensions().get(suffix, "PNG"), **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise SuperResError(f"{path}: cannot encode image ({error})") from None
+    return buffer.getvalue()
+
+
+def _upright_exif(exif_bytes):
+    """EXIF bytes with the orientation tag reset to 1 (pixels were already turned upright)."""
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    exif[0x0112] = 1
+    return exif.tobytes()
+
+
+def write_image(path, array, quality=95, exif=None):
+    """Atomically write a uint8/uint16 HWC array to `path` (format from the suffix)."""
+    atomic_write_bytes(path, encode_image(array, path, quality=quality, exif=exif))
