@@ -35,20 +35,22 @@ def reference(config):
 
 def pickle_globals(data: bytes) -> set:
     """(module, name) of every GLOBAL / STACK_GLOBAL in a pickle, following the memo for strings."""
-    found, memo, pushed = set(), [], []
+    found, memo, pushed = set(), {}, []
     for op, arg, _ in pickletools.genops(data):
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
             pushed.append(arg)
         elif op.name == "MEMOIZE":
-            memo.append(pushed[-1] if pushed else None)
-        elif op.name in ("BINGET", "LONG_BINGET"):
-            pushed.append(memo[arg] if arg < len(memo) else None)
-        elif op.name == "STACK_GLOBAL":
-            found.add((pushed[-2], pushed[-1]))
-        elif op.name == "GLOBAL":
-            found.add(tuple(arg.split(" ")))
-        if op.name not in ("MEMOIZE", "FRAME", "BINPUT", "LONG_BINPUT"):
-            pushed.append(None) if not op.name.endswith(("UNICODE", "GET")) else None
+            memo[len(memo)] = pushed[-1]
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = pushed[-1]
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            pushed.append(memo[arg])
+        elif op.name != "FRAME":
+            if op.name == "STACK_GLOBAL":
+                found.add(tuple(pushed[-2:]))
+            elif op.name == "GLOBAL":
+                found.add(tuple(arg.split(" ")))
+            pushed.append(None)  # some other value (or none): not a string
     return found
 
 
@@ -275,6 +277,7 @@ def test_written_pickles_use_only_nvidia_globals_and_protocol(tmp_path, config):
     out = tmp_path / "out.pkl"
     write_network_pkl(out, *load(config))
     data = out.read_bytes()
+    assert pickle_globals(pickle.dumps((print, [np.sum]), 4)) == {("builtins", "print"), ("numpy", "sum")}
     assert pickle_globals(data) == NVIDIA_GLOBALS
     assert data[1] == (3 if FAMILY[config] == "stylegan2-ada" else 4)
 
