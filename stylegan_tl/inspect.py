@@ -18,8 +18,10 @@ from .pickle_io import NetworkPickleError, detect_family, is_trainable, named_va
 from .pretrained import resolve_network_pkl
 
 
-def _count(state, trainable: bool) -> int:
-    return sum(int(np.size(v)) for k, v in named_variables(state).items() if is_trainable(k.split("/")[-1]) or not trainable)
+def _count(state, trainable_only: bool) -> int:
+    """Number of parameters of a network and its components (NVIDIA's trainables only, or all)."""
+    return sum(int(np.size(v)) for k, v in named_variables(state).items()
+               if is_trainable(k.split("/")[-1]) or not trainable_only)
 
 
 def _family(states) -> str:

@@ -136,12 +136,12 @@ def _real_dtype(dtype) -> np.dtype:
     return dtype.dtype
 
 
-def _as_bytes(data, what):
+def _as_bytes(data):
     if isinstance(data, str):  # Python 2 pickles, read with encoding='latin1' like NVIDIA does
         data = data.encode("latin1")
-    if not isinstance(data, (bytes, bytearray, pickle.PickleBuffer)):
-        raise NetworkPickleError(f"{what}: expected raw bytes, got {type(data).__name__}")
-    return memoryview(data).cast("B")
+    if not isinstance(data, (bytes, bytearray)):
+        raise NetworkPickleError(f"numpy data: expected raw bytes, got {type(data).__name__}")
+    return data
 
 
 def _array_from_bytes(data, dtype, shape, fortran) -> np.ndarray:
@@ -149,7 +149,7 @@ def _array_from_bytes(data, dtype, shape, fortran) -> np.ndarray:
     dtype = _real_dtype(dtype)
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
         raise NetworkPickleError(f"refused array shape {_short(shape)}")
-    data = _as_bytes(data, "array")
+    data = _as_bytes(data)
     if len(data) != math.prod(shape) * dtype.itemsize:
         raise NetworkPickleError(f"array of shape {list(shape)} {dtype}: {len(data)} data bytes do not match")
     order = "F" if fortran else "C"
@@ -175,7 +175,7 @@ class _PendingArray:
 
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     """The allow-list, as fresh objects for one load (see the module docstring)."""
-    ndarray = types.SimpleNamespace()  # only ever passed to _reconstruct; not callable
+    ndarray = object()  # only ever passed to _reconstruct; not callable
 
     def reconstruct(subtype, shape, typecode):
         if subtype is not ndarray or shape != (0,):
@@ -214,11 +214,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._allowed = _allowed_globals()
 
     def find_class(self, module, name):
-        try:
+        if (module, name) in self._allowed:
             return self._allowed[(module, name)]
-        except (KeyError, TypeError):
-            pass
-        if str(module).split(".")[0] in ("torch", "torch_utils"):
+        if module.split(".")[0] in ("torch", "torch_utils"):
             raise NetworkPickleError(
                 f"refused global {module}.{name}: this is a PyTorch stylegan2-ada-pytorch pickle, not a TF one")
         raise NetworkPickleError(
@@ -410,7 +408,8 @@ def detect_family(state: NetworkState) -> str:
     else:
         family = "stylegan2"
     if not funcs <= _FAMILY_FUNCS[family]:
-        raise NetworkPickleError(f"{what}: unknown build function(s) {', '.join(sorted(funcs - _FAMILY_FUNCS[family]))}")
+        unknown = ", ".join(sorted(funcs - _FAMILY_FUNCS[family]))
+        raise NetworkPickleError(f"{what}: unknown build function(s) {unknown}")
     return family
 
 
@@ -518,8 +517,9 @@ def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState]
         G, D, Gs: NetworkStates. All three give NVIDIA's ``(G, D, Gs)`` tuple, which every NVIDIA
             tool reads. Exactly one (the others None) gives a single-network pickle, which
             :func:`read_network_pkl` reads back as ``(None, None, Gs)`` / ``(None, D, None)``.
-        protocol: 3 or 4 (2 would need a ``_codecs.encode`` global for bytes). Default as NVIDIA: 3 if any state is version 5 (ADA's ``pickle.dump``
-            default), else 4 (``pickle.HIGHEST_PROTOCOL`` of the Python 3.6/3.7 NVIDIA used).
+        protocol: 3 or 4 (2 would need a ``_codecs.encode`` global for bytes). Default as NVIDIA:
+            3 if any state is version 5 (ADA's ``pickle.dump`` default), else 4
+            (``pickle.HIGHEST_PROTOCOL`` of the Python 3.6/3.7 NVIDIA used).
     Returns:
         ``path``.
     """

@@ -58,7 +58,8 @@ ALIASES = {k: f"stylegan2-ada-{k}" for k in ("ffhq256", "ffhq512", "ffhq1024", "
 
 def cache_dir_default() -> str:
     """``$STYLEGAN_TL_CACHE`` if set, else ``~/.cache/stylegan_tl/networks``."""
-    return os.environ.get("STYLEGAN_TL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stylegan_tl", "networks")
+    default = os.path.join(os.path.expanduser("~"), ".cache", "stylegan_tl", "networks")
+    return os.environ.get("STYLEGAN_TL_CACHE") or default
 
 
 def _is_url(spec: str) -> bool:

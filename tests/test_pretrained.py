@@ -73,7 +73,8 @@ def test_cache_paths(cache, monkeypatch, tmp_path):
     assert cache_path_for("stylegan2-cat-config-f", cache_dir="/elsewhere") == "/elsewhere/stylegan2-cat-config-f.pkl"
     monkeypatch.delenv("STYLEGAN_TL_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cache_path_for("stylegan2-cat-config-f") == str(tmp_path / ".cache/stylegan_tl/networks/stylegan2-cat-config-f.pkl")
+    expected = tmp_path / ".cache" / "stylegan_tl" / "networks" / "stylegan2-cat-config-f.pkl"
+    assert cache_path_for("stylegan2-cat-config-f") == str(expected)
 
 
 def test_local_paths(tmp_path):
