@@ -143,6 +143,16 @@ def test_single_network_pickles(tmp_path):
     assert G is None and D is None and Gs.name == "Gs"
 
 
+def test_version2_state_without_components(tmp_path):
+    old = net(version=2)
+    del old.state["components"]  # NVIDIA's loaders default it to {}
+    path = tmp_path / "v2.pkl"
+    path.write_bytes(dumps_nvidia(old))
+    D = read_network_pkl(path)[1]
+    assert D.version == 2 and D.components == {}
+    assert read_network_pkl(write_network_pkl(tmp_path / "out.pkl", None, D, None))[1].components == {}
+
+
 def test_protocol5_pickles_from_modern_numpy_load(tmp_path):
     weight = np.arange(6, dtype=np.float32).reshape(2, 3)
     path = tmp_path / "p5.pkl"
