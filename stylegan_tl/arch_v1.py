@@ -213,7 +213,10 @@ class _V1Module(tf.Module):
     _KNOWN = frozenset()
     _RUNTIME = frozenset()
 
-    def __init__(self, static_kwargs, name, seed):
+    def __init__(self, static_kwargs, name, seed, unexpected_components=None):
+        if unexpected_components:
+            raise StyleGANTLError(f"{type(self).__name__} ({name}): unexpected components "
+                                  f"{sorted(unexpected_components)}")
         super().__init__(name=name)
         self.kwargs = layers.resolve_static_kwargs(type(self).__name__, dict(static_kwargs or {}),
                                                    self._DEFAULTS, self._KNOWN)
@@ -234,6 +237,15 @@ class _V1Module(tf.Module):
                 raise StyleGANTLError(f"{type(self).__name__} ({self.name}): {k}={v!r} cannot change at "
                                       f"call time (built with {self.kwargs[k]!r})")
         return dict(self.kwargs, **dynamic_kwargs)
+
+    def _init_image_geometry(self):
+        """Resolution, feature-map counts, activation and fused_scale of G_synthesis / D_basic."""
+        kw = self.kwargs
+        self.resolution_log2 = _resolution_log2(kw['resolution'])
+        self._nf = nf_fn(kw['fmap_base'], kw['fmap_decay'], kw['fmap_max'])
+        self._act = _activation(kw['nonlinearity'])
+        if kw['fused_scale'] not in (True, False, 'auto'):
+            raise StyleGANTLError(f"{self.name}: fused_scale must be True, False or 'auto', got {kw['fused_scale']!r}")
 
     def _new_weight(self, scope, shape, gain=np.sqrt(2), lrmul=1.0):
         """Equalized-lr weight ``scope/weight`` (stored unscaled; coefficient applied by ``_w``)."""
@@ -259,11 +271,19 @@ class _V1Module(tf.Module):
         return x + self._w(f'{scope}/bias')
 
 
+class _V1Generator(_V1Module):
+    """Generator networks accept every kwarg of the three v1 generator build functions (NVIDIA's
+    G_style forwards its kwargs to both components, which ignore what they do not use)."""
+
+    _KNOWN = _G_KEYS
+    _RUNTIME = _G_RUNTIME
+
+
 # ---------------------------------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------------------------------
 
-class G_mapping(_V1Module):
+class G_mapping(_V1Generator):
     """Mapping network z -> W: (label concat) -> pixel norm -> mapping_layers x (dense, bias, act).
 
     Args:
@@ -281,13 +301,9 @@ class G_mapping(_V1Module):
     """
 
     _DEFAULTS = G_MAPPING_DEFAULTS
-    _KNOWN = _G_KEYS
-    _RUNTIME = _G_RUNTIME
 
     def __init__(self, static_kwargs, name='G_mapping', seed=0, **components):
-        if components:
-            raise StyleGANTLError(f"G_mapping has no components, got {sorted(components)}")
-        super().__init__(static_kwargs, name, seed)
+        super().__init__(static_kwargs, name, seed, components)
         kw = self.kwargs
         self._act = _activation(kw['mapping_nonlinearity'])
         with self.name_scope:
@@ -318,7 +334,7 @@ class G_mapping(_V1Module):
         return x
 
 
-class G_synthesis(_V1Module):
+class G_synthesis(_V1Generator):
     """Synthesis network W+ -> image: const 4x4 input, per-layer noise/bias/act/norm/StyleMod epilogue,
     upscale+conv (+blur) blocks, ToRGB per level of detail and progressive-growing lod blending.
 
@@ -336,21 +352,12 @@ class G_synthesis(_V1Module):
     """
 
     _DEFAULTS = G_SYNTHESIS_DEFAULTS
-    _KNOWN = _G_KEYS
-    _RUNTIME = _G_RUNTIME
 
     def __init__(self, static_kwargs, name='G_synthesis', seed=0, **components):
-        if components:
-            raise StyleGANTLError(f"G_synthesis has no components, got {sorted(components)}")
-        super().__init__(static_kwargs, name, seed)
-        kw = self.kwargs
-        self.resolution_log2 = _resolution_log2(kw['resolution'])
+        super().__init__(static_kwargs, name, seed, components)
+        self._init_image_geometry()
         self.num_layers = self.resolution_log2 * 2 - 2
-        self.num_styles = self.num_layers if kw['use_styles'] else 1
-        self._nf = nf_fn(kw['fmap_base'], kw['fmap_decay'], kw['fmap_max'])
-        self._act = _activation(kw['nonlinearity'])
-        if kw['fused_scale'] not in (True, False, 'auto'):
-            raise StyleGANTLError(f"{name}: fused_scale must be True, False or 'auto', got {kw['fused_scale']!r}")
+        self.num_styles = self.num_layers if self.kwargs['use_styles'] else 1
         with self.name_scope:
             self._create_variables()
 
@@ -495,7 +502,7 @@ class G_synthesis(_V1Module):
         return here()
 
 
-class G_style(_V1Module):
+class G_style(_V1Generator):
     """Style-based generator: mapping -> (training: W average, style mixing) -> truncation -> synthesis.
 
     Args:
@@ -520,13 +527,9 @@ class G_style(_V1Module):
     """
 
     _DEFAULTS = G_STYLE_DEFAULTS
-    _KNOWN = _G_KEYS
-    _RUNTIME = _G_RUNTIME
 
     def __init__(self, static_kwargs, name='G', seed=0, mapping=None, synthesis=None, **components):
-        if components:
-            raise StyleGANTLError(f"G_style components are 'mapping' and 'synthesis', got {sorted(components)}")
-        super().__init__(static_kwargs, name, seed)
+        super().__init__(static_kwargs, name, seed, components)
         forwarded = dict(static_kwargs or {})
         if synthesis is None:
             synthesis = G_synthesis(forwarded, seed=seed + 1)
@@ -611,15 +614,8 @@ class D_basic(_V1Module):
     _RUNTIME = _D_RUNTIME
 
     def __init__(self, static_kwargs, name='D', seed=0, **components):
-        if components:
-            raise StyleGANTLError(f"D_basic has no components, got {sorted(components)}")
-        super().__init__(static_kwargs, name, seed)
-        kw = self.kwargs
-        self.resolution_log2 = _resolution_log2(kw['resolution'])
-        self._nf = nf_fn(kw['fmap_base'], kw['fmap_decay'], kw['fmap_max'])
-        self._act = _activation(kw['nonlinearity'])
-        if kw['fused_scale'] not in (True, False, 'auto'):
-            raise StyleGANTLError(f"{name}: fused_scale must be True, False or 'auto', got {kw['fused_scale']!r}")
+        super().__init__(static_kwargs, name, seed, components)
+        self._init_image_geometry()
         with self.name_scope:
             self._create_variables()
 
