@@ -43,7 +43,8 @@ KERNEL_DIR = pathlib.Path(__file__).resolve().parent / "kernels"
 CPP_SOURCES = ("fused_bias_act.cc", "upfirdn_2d.cc")
 CUDA_SOURCES = ("cuda_common.cu", "fused_bias_act.cu", "upfirdn_2d.cu")
 _CACHE_TAG = "stylegan_tl-ops-1"
-_CXX_FLAGS = ["-shared", "-fPIC", "-O3", "-DNDEBUG", "-w"]
+# -fno-trapping-math lets the compiler evaluate both sides of a select (vectorized activations).
+_CXX_FLAGS = ["-shared", "-fPIC", "-O3", "-DNDEBUG", "-fno-trapping-math", "-fno-math-errno", "-w"]
 _NVCC_FLAGS = ["-c", "--std=c++17", "-O3", "-DNDEBUG", "-Xcompiler", "-fPIC"]
 
 

@@ -42,6 +42,63 @@ derivative times x, evaluated at xref + b. b is broadcast along `axis` (empty b:
 xref is empty for grad=0 and shaped like x otherwise. clamp < 0 disables clamping.
 )doc");
 
+// Elements [begin, end) with compile-time activation and mode. The tensor is walked in spans
+// that share one bias value (inner > 1) or that run along the bias (inner == 1), so the inner
+// loops are simple enough to vectorize.
+template <typename T, int ACT, int GRAD>
+void FusedBiasActRange(const FusedBiasActParams& params, const T* __restrict x,
+                       const T* __restrict b, const T* __restrict ref, T* __restrict y,
+                       int64_t begin, int64_t end) {
+  const FusedBiasActParams p = params;  // a local copy: stores to y cannot alias it
+  auto one = [&](int64_t i, float bias) {
+    const float r = GRAD ? static_cast<float>(ref[i]) : 0.0f;
+    y[i] = static_cast<T>(fused_bias_act_element(ACT, GRAD, p, static_cast<float>(x[i]), r, bias));
+  };
+  if (p.channels == 0) {
+    for (int64_t i = begin; i < end; ++i) one(i, 0.0f);
+    return;
+  }
+  for (int64_t i = begin; i < end;) {
+    if (p.inner == 1) {
+      const int64_t c = i % p.channels, n = std::min(end - i, p.channels - c);
+      const T* bc = b + c - i;
+      for (int64_t j = i; j < i + n; ++j) one(j, static_cast<float>(bc[j]));
+      i += n;
+    } else {
+      const int64_t n = std::min(end - i, p.inner - i % p.inner);
+      const float bias = static_cast<float>(b[(i / p.inner) % p.channels]);
+      for (int64_t j = i; j < i + n; ++j) one(j, bias);
+      i += n;
+    }
+  }
+}
+
+template <typename T>
+using FusedBiasActRangeFn = void (*)(const FusedBiasActParams&, const T*, const T*, const T*, T*,
+                                     int64_t, int64_t);
+
+template <typename T, int ACT>
+FusedBiasActRangeFn<T> PickMode(int grad) {
+  if (grad == 0) return &FusedBiasActRange<T, ACT, 0>;
+  if (grad == 1) return &FusedBiasActRange<T, ACT, 1>;
+  return &FusedBiasActRange<T, ACT, 2>;
+}
+
+template <typename T>
+FusedBiasActRangeFn<T> PickRange(int act, int grad) {
+  switch (act) {
+    case kRelu: return PickMode<T, kRelu>(grad);
+    case kLrelu: return PickMode<T, kLrelu>(grad);
+    case kTanh: return PickMode<T, kTanh>(grad);
+    case kSigmoid: return PickMode<T, kSigmoid>(grad);
+    case kElu: return PickMode<T, kElu>(grad);
+    case kSelu: return PickMode<T, kSelu>(grad);
+    case kSoftplus: return PickMode<T, kSoftplus>(grad);
+    case kSwish: return PickMode<T, kSwish>(grad);
+    default: return PickMode<T, kLinear>(grad);
+  }
+}
+
 template <typename Device, typename T>
 struct FusedBiasActLaunch;
 
@@ -49,21 +106,10 @@ template <typename T>
 struct FusedBiasActLaunch<CPUDevice, T> {
   static void Run(OpKernelContext* ctx, const FusedBiasActParams& p, const T* x, const T* b,
                   const T* ref, T* y) {
-    auto work = [&](int64_t begin, int64_t end) {
-      int64_t c = p.channels ? (begin / p.inner) % p.channels : 0;
-      int64_t j = begin % p.inner;
-      for (int64_t i = begin; i < end; ++i) {
-        float bias = p.channels ? static_cast<float>(b[c]) : 0.0f;
-        float r = p.grad ? static_cast<float>(ref[i]) : 0.0f;
-        y[i] = static_cast<T>(fused_bias_act_element(p, static_cast<float>(x[i]), r, bias));
-        if (++j == p.inner) {
-          j = 0;
-          if (++c == p.channels) c = 0;
-        }
-      }
-    };
+    const FusedBiasActRangeFn<T> range = PickRange<T>(p.act, p.grad);
+    auto work = [&](int64_t begin, int64_t end) { range(p, x, b, ref, y, begin, end); };
     const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-    const int64_t cost = (p.act == kLinear || p.act == kRelu || p.act == kLrelu) ? 5 : 40;
+    const int64_t cost = (p.act == kLinear || p.act == kRelu || p.act == kLrelu) ? 2 : 30;
     tensorflow::Shard(threads->num_threads, threads->workers, p.size, cost, work);
   }
 };

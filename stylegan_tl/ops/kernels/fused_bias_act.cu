@@ -20,7 +20,7 @@ __global__ void FusedBiasActKernel(FusedBiasActParams p, const T* x, const T* b,
        i += int64_t(blockDim.x) * gridDim.x) {
     float bias = p.channels ? load(b, (i / p.inner) % p.channels) : 0.0f;
     float r = p.grad ? load(ref, i) : 0.0f;
-    store(y, i, fused_bias_act_element(p, load(x, i), r, bias));
+    store(y, i, fused_bias_act_element(p.act, p.grad, p, load(x, i), r, bias));
   }
 }
 

@@ -145,9 +145,93 @@ SGTL_CLONES void AxpyBlocks(float* out, int64_t os, const float* in, int64_t is,
   }
 }
 
+// One output pixel of `minor` channels: out[c] = sum_t w[t] * src[t][c]. Channels are processed
+// in register-sized chunks so each output value is written once.
+constexpr int kChunk = 16;
+
+SGTL_CLONES void DotTaps(float* out, const float* const* src, const float* w, int taps,
+                         int64_t minor) {
+  int64_t c0 = 0;
+  for (; c0 + kChunk <= minor; c0 += kChunk) {
+    float acc[kChunk] = {};
+    for (int t = 0; t < taps; ++t) {
+      const float* s = src[t] + c0;
+      const float wt = w[t];
+      for (int c = 0; c < kChunk; ++c) acc[c] += wt * s[c];
+    }
+    for (int c = 0; c < kChunk; ++c) out[c0 + c] = acc[c];
+  }
+  for (; c0 < minor; ++c0) {
+    float acc = 0.0f;
+    for (int t = 0; t < taps; ++t) acc += w[t] * src[t][c0];
+    out[c0] = acc;
+  }
+}
+
 template <typename T>
-void UpFirDn2DCpu(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, const float* k,
-                  T* y) {
+void DotTaps(T* out, const T* const* src, const float* w, int taps, int64_t minor) {
+  for (int64_t c = 0; c < minor; ++c) {
+    float acc = 0.0f;
+    for (int t = 0; t < taps; ++t) acc += w[t] * static_cast<float>(src[t][c]);
+    out[c] = static_cast<T>(acc);
+  }
+}
+
+// Channels-last path (minor >= kChunk / 2): per output pixel, gather the (at most kh * kw) input
+// pixels its taps read and combine them channel-chunk by channel-chunk.
+template <typename T>
+void UpFirDn2DChannelsLast(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x,
+                           const float* k, T* y) {
+  // Horizontal taps of every output column: (input column, flipped tap index).
+  std::vector<int64_t> h_begin(p.out_w + 1, 0), h_ix;
+  std::vector<int> h_a;
+  for (int64_t ox = 0; ox < p.out_w; ++ox) {
+    for (int a = 0; a < p.kernel_w; ++a) {
+      const int64_t ix = upfirdn_source(ox, a, p.upx, p.downx, p.padx0, p.in_w);
+      if (ix < 0) continue;
+      h_ix.push_back(ix);
+      h_a.push_back(a);
+    }
+    h_begin[ox + 1] = static_cast<int64_t>(h_ix.size());
+  }
+  auto work = [&](int64_t begin, int64_t end) {
+    std::vector<const T*> src(p.kernel_h * p.kernel_w);
+    std::vector<float> w(p.kernel_h * p.kernel_w);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t m = row / p.out_h, oy = row % p.out_h;
+      T* y_row = y + row * p.out_w * p.minor;
+      for (int64_t ox = 0; ox < p.out_w; ++ox) {
+        int taps = 0;
+        for (int b = 0; b < p.kernel_h; ++b) {
+          const int64_t iy = upfirdn_source(oy, b, p.upy, p.downy, p.pady0, p.in_h);
+          if (iy < 0) continue;
+          const T* x_row = x + (m * p.in_h + iy) * p.in_w * p.minor;
+          const float* k_row = k + (p.kernel_h - 1 - b) * p.kernel_w;
+          for (int64_t j = h_begin[ox]; j < h_begin[ox + 1]; ++j) {
+            src[taps] = x_row + h_ix[j] * p.minor;
+            w[taps++] = k_row[p.kernel_w - 1 - h_a[j]];
+          }
+        }
+        T* out = y_row + ox * p.minor;
+        if (taps == 0)
+          std::fill(out, out + p.minor, static_cast<T>(0.0f));
+        else
+          DotTaps(out, src.data(), w.data(), taps, p.minor);
+      }
+    }
+  };
+  const int64_t taps = std::max<int64_t>(
+      1, int64_t(p.kernel_h) * p.kernel_w / (int64_t(p.upx) * p.upy));
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  tensorflow::Shard(threads->num_threads, threads->workers, p.major * p.out_h,
+                    p.out_w * p.minor * taps * 2, work);
+}
+
+// Row path (small minor, e.g. NCHW images viewed as [N*C, H, W, 1]): accumulate whole output rows
+// tap by tap with strided axpy loops.
+template <typename T>
+void UpFirDn2DRows(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, const float* k,
+                   T* y) {
   std::vector<TapRun> runs(p.kernel_w);
   for (int a = 0; a < p.kernel_w; ++a) runs[a] = HorizontalRun(p, a);
   const int64_t row_in = p.in_w * p.minor, row_out = p.out_w * p.minor;
@@ -202,7 +286,10 @@ template <typename T>
 struct UpFirDn2DLaunch<CPUDevice, T> {
   static void Run(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, const float* k,
                   T* y) {
-    UpFirDn2DCpu<T>(ctx, p, x, k, y);
+    if (p.minor >= kChunk / 2)
+      UpFirDn2DChannelsLast<T>(ctx, p, x, k, y);
+    else
+      UpFirDn2DRows<T>(ctx, p, x, k, y);
   }
 };
 

@@ -1,0 +1,97 @@
+"""Benchmark the custom CPU ops against the pure-TF reference on 256 px StyleGAN2 shapes.
+
+Usage: ``nice -n 10 python bench/bench_ops.py [--repeats 5] [--quick]``
+
+Prints one table (median ms per call, forward and forward+backward, ref / custom ratio), all
+measured in one run. Results are recorded in BENCHMARKS.md.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from stylegan_tl import ops  # noqa: E402
+from stylegan_tl.ops import build  # noqa: E402
+
+K = [1, 3, 3, 1]
+
+# (name, input shape, function of (x, impl)).
+CASES = [
+    ("upsample_2d NHWC", [4, 64, 64, 512],
+     lambda x, impl: ops.upsample_2d(x, K, data_format="NHWC", impl=impl)),
+    ("upsample_2d NCHW", [4, 512, 64, 64],
+     lambda x, impl: ops.upsample_2d(x, K, impl=impl)),
+    ("upsample_2d NHWC", [4, 128, 128, 128],
+     lambda x, impl: ops.upsample_2d(x, K, data_format="NHWC", impl=impl)),
+    ("downsample_2d NHWC", [4, 256, 256, 128],
+     lambda x, impl: ops.downsample_2d(x, K, data_format="NHWC", impl=impl)),
+    ("downsample_2d NCHW", [4, 128, 256, 256],
+     lambda x, impl: ops.downsample_2d(x, K, impl=impl)),
+    ("FIR pad 2,2 (conv_downsample) NHWC", [4, 128, 128, 256],
+     lambda x, impl: ops.upfirdn_2d(x, np.outer(K, K) / 64, padx0=2, padx1=2, pady0=2, pady1=2,
+                                    impl=impl)),
+    ("FIR pad 1,1 (upsample_conv) NHWC", [4, 129, 129, 256],
+     lambda x, impl: ops.upfirdn_2d(x, np.outer(K, K) / 16, padx0=1, padx1=1, pady0=1, pady1=1,
+                                    impl=impl)),
+    ("fused_bias_act lrelu NCHW", [4, 512, 32, 32],
+     lambda x, impl: ops.fused_bias_act(x, tf.ones([512]), act="lrelu", impl=impl)),
+    ("fused_bias_act lrelu NHWC", [4, 128, 128, 256],
+     lambda x, impl: ops.fused_bias_act(x, tf.ones([256]), axis=-1, act="lrelu", impl=impl)),
+]
+
+
+def _timed(fn, repeats):
+    fn()  # trace + warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _bench_case(shape, func, impl, repeats):
+    x = tf.constant(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
+
+    @tf.function
+    def forward(x):
+        return tf.reduce_sum(func(x, impl))
+
+    @tf.function
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(func(x, impl) ** 2)
+        return tape.gradient(y, x)
+
+    fwd = _timed(lambda: forward(x).numpy(), repeats)
+    both = _timed(lambda: forward_backward(x).numpy(), repeats)
+    return fwd, both
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="first case only")
+    args = parser.parse_args()
+    ops.fused_bias_act(tf.zeros([1, 1]), impl="custom")  # build / load before timing
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, library "
+          f"{build.loaded_build().path.name}, median of {args.repeats}")
+    header = (f"| {'case':38s} | {'input':18s} | ref fwd | custom fwd | ratio | ref f+b | "
+              f"custom f+b | ratio |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name, shape, func in CASES[:1] if args.quick else CASES:
+        rf, rb = _bench_case(shape, func, "ref", args.repeats)
+        cf, cb = _bench_case(shape, func, "custom", args.repeats)
+        print(f"| {name:38s} | {str(shape):18s} | {rf:7.1f} | {cf:10.1f} | {rf / cf:5.2f} | "
+              f"{rb:7.1f} | {cb:10.1f} | {rb / cb:5.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
