@@ -257,16 +257,20 @@ def enhance_folder(model, inputs, outdir, tile=256, overlap=32, outscale=None, s
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Input image or folder.", short_name="i")
-flags.DEFINE_string("output", "results", "Output folder.", short_name="o")
-flags.DEFINE_string("model", DEFAULT_MODEL, "Model (.keras); default: the embedded x4 model.")
-flags.DEFINE_float("outscale", None, "Final upscaling factor (default: the model's); other values "
-                   "resize the model's output with Lanczos.", short_name="s")
-flags.DEFINE_integer("tile", 256, "Tile size in input pixels (lower it to save memory).", short_name="t")
-flags.DEFINE_integer("overlap", 32, "Overlap of neighbouring tiles in input pixels.")
-flags.DEFINE_string("suffix", "out", "Suffix of the output names.")
-flags.DEFINE_enum("ext", "auto", ["auto", "jpg", "png"], "Output format (auto = same as input).")
-flags.DEFINE_integer("quality", 95, "JPEG/WebP quality of the outputs.")
+
+
+def define_flags():
+    """Command-line flags (defined only when run as a script, so importing adds none)."""
+    flags.DEFINE_string("input", None, "Input image or folder.", short_name="i")
+    flags.DEFINE_string("output", "results", "Output folder.", short_name="o")
+    flags.DEFINE_string("model", DEFAULT_MODEL, "Model (.keras); default: the embedded x4 model.")
+    flags.DEFINE_float("outscale", None, "Final upscaling factor (default: the model's); other values "
+                       "resize the model's output with Lanczos.", short_name="s")
+    flags.DEFINE_integer("tile", 256, "Tile size in input pixels (lower it to save memory).", short_name="t")
+    flags.DEFINE_integer("overlap", 32, "Overlap of neighbouring tiles in input pixels.")
+    flags.DEFINE_string("suffix", "out", "Suffix of the output names.")
+    flags.DEFINE_enum("ext", "auto", ["auto", "jpg", "png"], "Output format (auto = same as input).")
+    flags.DEFINE_integer("quality", 95, "JPEG/WebP quality of the outputs.")
 
 
 def main(argv):
@@ -294,4 +298,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -54,7 +54,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         decay = cosine(self.max_lr, end, (step - warm) / max(1.0, self.total_steps - warm))
         if self.pct_start <= 0:
             return cosine(self.max_lr, end, step / max(1.0, self.total_steps))
-        return tf.where(step < warm, cosine(low, self.max_lr, 1.0 - step / warm), decay)
+        return tf.where(step < warm, cosine(low, self.max_lr, step / warm), decay)
 
     def get_config(self):
         return {"max_lr": self.max_lr, "total_steps": self.total_steps, "pct_start": self.pct_start,
@@ -299,35 +299,39 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Folder of training photos.")
-flags.DEFINE_string("outdir", None, "Output folder (checkpoints, model.keras, TensorBoard, config.json).")
-flags.DEFINE_integer("scale", 4, "Upscaling factor: 1, 2 or 4.")
-flags.DEFINE_integer("width", 32, "U-Net channels at the first level.")
-flags.DEFINE_integer("depth", 2, "U-Net levels.")
-flags.DEFINE_integer("convs", 2, "3x3 convs per level.")
-flags.DEFINE_list("crops", ["96", "192"], "High-resolution crop size of each progressive-resizing stage.")
-flags.DEFINE_list("stage_epochs", ["4", "2"], "Epochs of each stage.")
-flags.DEFINE_integer("steps_per_epoch", 100, "Optimizer steps per epoch.")
-flags.DEFINE_integer("batch_size", 16, "Global batch size.")
-flags.DEFINE_float("lr", 1e-3, "Peak learning rate.")
-flags.DEFINE_enum("schedule", "onecycle", ["onecycle", "cosine"], "Learning-rate schedule.")
-flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
-flags.DEFINE_float("holdout", 0.2, "Fraction of the files held out (by file) for evaluation.")
-flags.DEFINE_integer("seed", 0, "Seed of the split, the initial weights and the data stream.")
-flags.DEFINE_string("vgg_weights", "imagenet", "'imagenet', a VGG16 weights file, or 'none' (random).")
-flags.DEFINE_list("loss_layers", list(DEFAULT_LAYERS), "VGG16 layers of the feature loss.")
-flags.DEFINE_list("loss_weights", [str(w) for w in DEFAULT_WEIGHTS], "Feature-loss weight per layer.")
-flags.DEFINE_list("gram_weights", [str(w) for w in DEFAULT_GRAM_WEIGHTS], "Gram-loss weight per layer.")
-flags.DEFINE_float("pixel_weight", 1.0, "Pixel L1 weight.")
-flags.DEFINE_list("jpeg_quality", ["10", "70"], "JPEG quality range of the degradation ('' = no JPEG).")
-flags.DEFINE_float("jpeg_prob", 1.0, "Probability of the JPEG step.")
-flags.DEFINE_list("blur_sigma", [], "Gaussian blur sigma range before the downscale (empty = none).")
-flags.DEFINE_list("noise_sigma", [], "Gaussian noise sigma range, 0-255 units (empty = none).")
-flags.DEFINE_enum("resample", "bicubic", ["bicubic", "bilinear"], "Downscaling filter.")
-flags.DEFINE_enum("mixed_precision", "none", sorted(PRECISIONS), "Mixed precision (bf16 suits recent CPUs).")
-flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_bool("resume", False, "Continue the checkpoint in --outdir (epoch, step, optimizer).")
-flags.DEFINE_integer("val_max_side", 256, "Held-out photos are centre-cropped to this size for per-epoch metrics.")
+
+
+def define_flags():
+    """Command-line flags (defined only when run as a script, so importing adds none)."""
+    flags.DEFINE_string("data", None, "Folder of training photos.")
+    flags.DEFINE_string("outdir", None, "Output folder (checkpoints, model.keras, TensorBoard, config.json).")
+    flags.DEFINE_integer("scale", 4, "Upscaling factor: 1, 2 or 4.")
+    flags.DEFINE_integer("width", 32, "U-Net channels at the first level.")
+    flags.DEFINE_integer("depth", 2, "U-Net levels.")
+    flags.DEFINE_integer("convs", 2, "3x3 convs per level.")
+    flags.DEFINE_list("crops", ["96", "192"], "High-resolution crop size of each progressive-resizing stage.")
+    flags.DEFINE_list("stage_epochs", ["4", "2"], "Epochs of each stage.")
+    flags.DEFINE_integer("steps_per_epoch", 100, "Optimizer steps per epoch.")
+    flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+    flags.DEFINE_float("lr", 1e-3, "Peak learning rate.")
+    flags.DEFINE_enum("schedule", "onecycle", ["onecycle", "cosine"], "Learning-rate schedule.")
+    flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
+    flags.DEFINE_float("holdout", 0.2, "Fraction of the files held out (by file) for evaluation.")
+    flags.DEFINE_integer("seed", 0, "Seed of the split, the initial weights and the data stream.")
+    flags.DEFINE_string("vgg_weights", "imagenet", "'imagenet', a VGG16 weights file, or 'none' (random).")
+    flags.DEFINE_list("loss_layers", list(DEFAULT_LAYERS), "VGG16 layers of the feature loss.")
+    flags.DEFINE_list("loss_weights", [str(w) for w in DEFAULT_WEIGHTS], "Feature-loss weight per layer.")
+    flags.DEFINE_list("gram_weights", [str(w) for w in DEFAULT_GRAM_WEIGHTS], "Gram-loss weight per layer.")
+    flags.DEFINE_float("pixel_weight", 1.0, "Pixel L1 weight.")
+    flags.DEFINE_list("jpeg_quality", ["10", "70"], "JPEG quality range of the degradation ('' = no JPEG).")
+    flags.DEFINE_float("jpeg_prob", 1.0, "Probability of the JPEG step.")
+    flags.DEFINE_list("blur_sigma", [], "Gaussian blur sigma range before the downscale (empty = none).")
+    flags.DEFINE_list("noise_sigma", [], "Gaussian noise sigma range, 0-255 units (empty = none).")
+    flags.DEFINE_enum("resample", "bicubic", ["bicubic", "bilinear"], "Downscaling filter.")
+    flags.DEFINE_enum("mixed_precision", "none", sorted(PRECISIONS), "Mixed precision (bf16 suits recent CPUs).")
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_bool("resume", False, "Continue the checkpoint in --outdir (epoch, step, optimizer).")
+    flags.DEFINE_integer("val_max_side", 256, "Held-out photos are centre-cropped to this size for per-epoch metrics.")
 
 
 def _range(values, cast=float):
@@ -363,4 +367,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

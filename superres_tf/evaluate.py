@@ -1,0 +1,142 @@
+"""Compare a super-resolution model with bicubic upscaling on a folder of photos.
+
+`python -m superres_tf.evaluate --model=M.keras --data=DIR [--scale=4] [--degradation=bicubic|train]
+[--files=a.jpg,b.jpg | --files=heldout]` prints PSNR-Y / SSIM-Y (border = scale, 8-bit results)
+of the model and of bicubic per image and their means.
+
+--degradation=bicubic is the standard "BI" protocol: the photo, cropped to a multiple of the scale,
+is downscaled with antialiased bicubic only. --degradation=train uses the degradation the model was
+trained with (JPEG etc.), read from the training config JSON (`--train_config`; by default
+`<model>.json` or `config.json` beside the model); image i is degraded with seed (seed, i).
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+
+from superres_tf import dataset, images, metrics
+from superres_tf.enhance import DEFAULT_MODEL, enhance_image, model_scale
+from superres_tf.errors import ConfigError, DatasetError, SuperResError
+from superres_tf.unet import load_model
+
+BICUBIC_ONLY = {"resample": "bicubic", "jpeg_quality": None, "jpeg_prob": 1.0, "blur_sigma": None,
+                "noise_sigma": None}
+
+
+def find_train_config(model_path):
+    """Path of the training config beside a model (<model>.json, then config.json) or None."""
+    for candidate in (os.path.splitext(model_path)[0] + ".json",
+                      os.path.join(os.path.dirname(model_path), "config.json")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def read_train_config(path):
+    """The training config dict saved by superres_tf.train (config.json)."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot read training config ({error})") from None
+
+
+def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32):
+    """Score model and bicubic on each photo.
+
+    Returns a list of dicts: name, model_psnr, model_ssim, bicubic_psnr, bicubic_ssim (Y channel,
+    border `scale`).
+    """
+    loaded = dataset.load_rgb_images(paths, min_side=4 * scale)
+    if not loaded:
+        raise DatasetError("no usable image to evaluate")
+    rows = []
+    for name, low, high in dataset.heldout_pairs(loaded, scale, seed, degradation):
+        sr = enhance_image(model, low, tile=tile, overlap=overlap)
+        model_psnr, model_ssim = metrics.score(sr, high, scale)
+        bicubic_psnr, bicubic_ssim = metrics.score(metrics.bicubic_baseline(low, scale, high.shape[1::-1]),
+                                                   high, scale)
+        rows.append({"name": name, "model_psnr": model_psnr, "model_ssim": model_ssim,
+                     "bicubic_psnr": bicubic_psnr, "bicubic_ssim": bicubic_ssim})
+        logging.info("%s: model %.3f dB, bicubic %.3f dB", name, model_psnr, bicubic_psnr)
+    return rows
+
+
+def format_table(rows):
+    """Markdown table: per image and mean, model vs bicubic PSNR-Y (dB) / SSIM-Y and the gain."""
+    lines = ["| image | model PSNR-Y | bicubic PSNR-Y | gain (dB) | model SSIM-Y | bicubic SSIM-Y |",
+             "|---|---|---|---|---|---|"]
+    keys = ("model_psnr", "bicubic_psnr", "model_ssim", "bicubic_ssim")
+    mean = {"name": "**mean**", **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
+    for row in rows + [mean]:
+        lines.append(f"| {row['name']} | {row['model_psnr']:.2f} | {row['bicubic_psnr']:.2f} | "
+                     f"{row['model_psnr'] - row['bicubic_psnr']:+.2f} | {row['model_ssim']:.4f} | "
+                     f"{row['bicubic_ssim']:.4f} |")
+    return "\n".join(lines)
+
+
+def select_files(folder, files, train_config):
+    """Paths to evaluate: all images of `folder`, the named ones, or the config's held-out files."""
+    paths = images.list_images(folder)
+    if not files:
+        return paths
+    if files == ["heldout"]:
+        if train_config is None:
+            raise ConfigError("--files=heldout needs a training config (--train_config)")
+        files = train_config["heldout_files"]
+    by_name = {os.path.basename(p): p for p in paths}
+    missing = [f for f in files if f not in by_name]
+    if missing:
+        raise DatasetError(f"{folder}: no file named {', '.join(missing)}")
+    return [by_name[f] for f in files]
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Command-line flags (defined only when run as a script, so importing adds none)."""
+    flags.DEFINE_string("model", None, "Model (.keras); default: the embedded x4 model.")
+    flags.DEFINE_string("data", None, "Folder of ground-truth photos.")
+    flags.DEFINE_integer("scale", None, "Scale factor (default: the model's).")
+    flags.DEFINE_enum("degradation", "bicubic", ["bicubic", "train"], "BI protocol or the training degradation.")
+    flags.DEFINE_list("files", [], "Only these file names ('heldout' = the training run's held-out files).")
+    flags.DEFINE_string("train_config", None, "Training config JSON (default: beside the model).")
+    flags.DEFINE_integer("seed", 0, "Seed of the degradation.")
+    flags.DEFINE_integer("tile", 256, "Tile size for inference.")
+    flags.DEFINE_integer("overlap", 32, "Tile overlap for inference.")
+
+
+def main(argv):
+    del argv
+    model_path = FLAGS.model or DEFAULT_MODEL
+    if not FLAGS.data:
+        print("error: --data is required", file=sys.stderr)
+        sys.exit(2)
+    try:
+        model = load_model(model_path)
+        scale = model_scale(model)
+        if FLAGS.scale not in (None, scale):
+            raise ConfigError(f"--scale={FLAGS.scale} but {model_path} upscales x{scale}")
+        config_path = FLAGS.train_config or find_train_config(model_path)
+        config = read_train_config(config_path) if config_path else None
+        degradation = BICUBIC_ONLY
+        if FLAGS.degradation == "train":
+            if config is None:
+                raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
+            degradation = config["degradation"]
+        rows = evaluate(model, select_files(FLAGS.data, FLAGS.files, config), scale, degradation,
+                        FLAGS.seed, FLAGS.tile, FLAGS.overlap)
+    except SuperResError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"model {model_path}, x{scale}, degradation {FLAGS.degradation}: {json.dumps(degradation)}")
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,77 @@
+"""PSNR-Y / SSIM-Y against known values and an independent reference computation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from superres_tf import metrics
+
+
+def _rgb(seed, shape=(24, 20, 3)):
+    return np.random.default_rng(seed).random(shape)
+
+
+def test_psnr_of_a_known_mse():
+    assert metrics.psnr_from_mse(1.0) == pytest.approx(20 * np.log10(255), abs=1e-9)
+    assert metrics.psnr_from_mse(0.0) == float("inf")
+
+
+def test_psnr_y_of_a_uniform_grey_offset():
+    a = np.full((10, 10, 3), 0.5)
+    b = a + 0.1  # Y differs by 0.1 * (65.481 + 128.553 + 24.966) = 21.9 everywhere
+    assert metrics.psnr_y(a, b) == pytest.approx(10 * np.log10(255 ** 2 / 21.9 ** 2), abs=1e-9)
+
+
+def test_y_uses_bt601_studio_range():
+    assert metrics.rgb_to_y(np.zeros((1, 1, 3)))[0, 0] == pytest.approx(16.0)
+    assert metrics.rgb_to_y(np.ones((1, 1, 3)))[0, 0] == pytest.approx(235.0)
+
+
+def test_border_crop_ignores_differences_at_the_edges():
+    a = _rgb(0)
+    b = a.copy()
+    b[:4] = 0.0
+    assert metrics.psnr_y(a, b, border=4) == float("inf")
+    assert metrics.psnr_y(a, b, border=3) < 40
+
+
+def test_ssim_of_identical_images_is_one():
+    a = _rgb(1)
+    assert metrics.ssim_y(a, a, border=2) == pytest.approx(1.0, abs=1e-12)
+
+
+def _reference_ssim(x, y, size=11, sigma=1.5, peak=255.0):
+    """Window-by-window SSIM (Wang et al. 2004), written plainly for comparison."""
+    grid = np.arange(size) - (size - 1) / 2
+    window = np.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * sigma ** 2))
+    window /= window.sum()
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    values = []
+    for i in range(x.shape[0] - size + 1):
+        for j in range(x.shape[1] - size + 1):
+            px, py = x[i:i + size, j:j + size], y[i:i + size, j:j + size]
+            mx, my = (window * px).sum(), (window * py).sum()
+            vx, vy = (window * (px - mx) ** 2).sum(), (window * (py - my) ** 2).sum()
+            cov = (window * (px - mx) * (py - my)).sum()
+            values.append((2 * mx * my + c1) * (2 * cov + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_a_window_by_window_reference_and_tensorflow():
+    a = _rgb(2)
+    b = np.clip(a + np.random.default_rng(3).normal(0, 0.1, a.shape), 0, 1)
+    ya, yb = metrics.rgb_to_y(a), metrics.rgb_to_y(b)
+    ours = metrics.ssim_y(a, b)
+    assert ours == pytest.approx(_reference_ssim(ya, yb), abs=1e-10)
+    tf_value = tf.image.ssim(ya[..., None].astype(np.float32), yb[..., None].astype(np.float32), 255.0)
+    assert ours == pytest.approx(float(tf_value), abs=1e-4)
+    assert ours < 0.99
+
+
+def test_bicubic_baseline_and_score():
+    high = _rgb(4, (32, 32, 3))
+    low = high[::4, ::4]
+    up = metrics.bicubic_baseline(low, 4)
+    assert up.shape == high.shape
+    psnr, ssim = metrics.score(high, high, 4)
+    assert psnr == float("inf") and ssim == pytest.approx(1.0)

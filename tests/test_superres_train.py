@@ -1,0 +1,82 @@
+"""A tiny training run: outputs, the random-VGG warning written into the run, resume, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from superres_tf import vgg
+from superres_tf.errors import ConfigError
+from superres_tf.train import WARNING_FILE, OneCycle, run_training
+
+TINY = dict(scale=2, width=4, depth=1, convs=1, crops=(16, 24), stage_epochs=(1, 1), steps_per_epoch=2,
+            batch_size=2, holdout=0.25, val_max_side=32, loss_layers=("block1_conv2",),
+            loss_weights=(0.1,), gram_weights=(0.01,), verbose=0)
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    (folder / "broken.jpg").write_bytes(b"nope")
+    return str(folder)
+
+
+@pytest.fixture()
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(vgg, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
+
+
+def test_training_writes_model_config_and_random_vgg_warning(photos, tmp_path, offline):
+    outdir = str(tmp_path / "run")
+    result = run_training(photos, outdir, vgg_weights="imagenet", **TINY)
+    assert result["weights_source"].startswith("RANDOM")
+    with open(os.path.join(outdir, WARNING_FILE)) as handle:
+        assert "RANDOM" in handle.read()
+    with open(result["config"]) as handle:
+        config = json.load(handle)
+    assert config["vgg_weights_source"].startswith("RANDOM")
+    assert len(config["heldout_files"]) == 1 and "broken.jpg" not in config["train_files"]
+    assert result["epochs_done"] == 2 and set(result["metrics"]) >= {"heldout_psnr_y", "bicubic_psnr_y"}
+    model = keras.saving.load_model(result["model"])
+    assert tuple(model(np.zeros((1, 8, 8, 3), np.float32)).shape) == (1, 16, 16, 3)
+    assert os.listdir(os.path.join(outdir, "tensorboard", "heldout"))
+
+
+def test_resume_continues_epoch_and_optimizer_step(photos, tmp_path):
+    outdir = str(tmp_path / "run")
+    run_training(photos, outdir, vgg_weights=None, **TINY)
+    with pytest.raises(ConfigError, match="--resume"):
+        run_training(photos, outdir, vgg_weights=None, **TINY)
+    longer = {**TINY, "stage_epochs": (1, 2)}
+    result = run_training(photos, outdir, vgg_weights=None, resume=True, **longer)
+    assert result["epochs_done"] == 3
+    with open(os.path.join(outdir, "checkpoint", "state.json")) as handle:
+        assert json.load(handle)["epochs_done"] == 3
+    with np.load(os.path.join(outdir, "checkpoint", "optimizer.npz")) as saved:
+        assert int(saved[sorted(saved.files)[0]]) == 6  # iterations: 3 epochs x 2 steps
+
+
+def test_one_cycle_warms_up_then_anneals():
+    schedule = OneCycle(1e-3, 100, pct_start=0.25)
+    rates = [float(schedule(step)) for step in (0, 25, 60, 100)]
+    assert rates[0] < rates[1] == pytest.approx(1e-3) and rates[1] > rates[2] > rates[3]
+    cosine = OneCycle(1e-3, 100, pct_start=0.0)
+    assert float(cosine(0)) == pytest.approx(1e-3) and float(cosine(100)) < 1e-6
+
+
+def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "superres_tf.train", f"--data={tmp_path}/missing",
+                             f"--outdir={tmp_path}/out"], capture_output=True, text=True, timeout=120,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}/missing: not a directory"
