@@ -69,7 +69,7 @@ PRESETS = {
         sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, heldout=0.1),
     "test": dict(
         work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
-        batch=4, snap=0.008, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
+        batch=4, snap=1.0, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
         sr_epochs=[1], sr_steps=2, sr_batch=2, vgg_weights="none", heldout=0.34, tile=32,
         overlap=8),
 }

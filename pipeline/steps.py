@@ -140,16 +140,18 @@ def _finetune(cfg, ws, resume):
     params = _finetune_params(cfg)
     inputs = ws.load_record("finetune")["inputs"]
     outdir = _fresh_dir(_run_dir(ws, "finetune", params, inputs, _GAN_RESUME_IGNORES), resume)
-    extra = {}
     if params["scratch"]:
-        extra = dict(family=cfg.family, resolution=cfg.resolution,
-                     config={"fmap_max": cfg.fmap_max})
-    start = None if params["scratch"] else (starting_pickle(cfg) or cfg.resume_pkl)
+        start, extra = None, dict(family=cfg.family, resolution=cfg.resolution,
+                                  G_kwargs={"fmap_max": cfg.fmap_max},
+                                  D_kwargs={"fmap_max": cfg.fmap_max})
+    else:
+        start, extra = starting_pickle(cfg) or cfg.resume_pkl, {}
+    # An outdir holding a snapshot + training state makes run_training continue it.
     out = run_training(data=_require(ws, "prepare", "prepared"), outdir=outdir, resume=start,
                        kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
                        aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
-    result = {k: v for k, v in out.items() if isinstance(v, (int, float, str, bool))}
-    return StageResult({"snapshot": out["snapshot"], "log_dir": out.get("log_dir", outdir)}, result)
+    result = {"kimg": out["kimg"], "stats": out.get("stats", {})}
+    return StageResult({"snapshot": out["snapshot"], "log_dir": out["log_dir"]}, result)
 
 
 FINETUNE = Stage("finetune", _finetune_params, _finetune_inputs, _finetune, _GAN_RESUME_IGNORES)

@@ -159,3 +159,80 @@ def test_bad_data_dir_is_a_one_line_error_with_exit_code_2(tmp_path, kind, messa
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {data}: --data_dir ") and message in lines[0]
     assert not (tmp_path / "w").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline on the tiny `test` preset (real stylegan_tl and superres_tf, ~1 minute).
+
+
+def _write_photos(folder, count=6):
+    """``count`` small JPEG 'photos' (48x40 gradients, each different)."""
+    os.makedirs(folder)
+    y, x = np.mgrid[0:40, 0:48]
+    for i in range(count):
+        rgb = np.stack([(x * 5 + i * 20) % 256, (y * 6) % 256, ((x + y) * 3 + i * 40) % 256], -1)
+        Image.fromarray(rgb.astype(np.uint8)).save(os.path.join(folder, f"p{i}.jpg"), quality=90)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from pipeline import steps
+    root = tmp_path_factory.mktemp("pipeline")
+    _write_photos(str(root / "photos"))
+    cfg = presets.make_config("test", data_dir=str(root / "photos"), work_dir=str(root / "work"))
+    out = io.StringIO()
+    records = steps.run(cfg, out=out)
+    return cfg, Workspace(cfg.work_dir), records, out.getvalue()
+
+
+def _mtimes(folder):
+    return {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in os.listdir(folder)}
+
+
+@pytest.mark.slow
+def test_all_stages_produce_every_artefact(tiny_run):
+    cfg, ws, records, log = tiny_run
+    assert [r["status"] for r in records.values()] == ["complete"] * 7
+    assert [line.split()[1] for line in log.splitlines() if line.startswith("==>")] == [
+        "[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"]
+    assert len(os.listdir(ws.path("prepared"))) == 6
+    snapshot = ws.output("finetune", "snapshot")
+    assert snapshot.endswith(".pkl") and os.path.getsize(snapshot) > 0
+    samples = sorted(os.listdir(ws.path("samples")))
+    enhanced = sorted(os.listdir(ws.path("enhanced")))
+    assert len(samples) == len(enhanced) == len(cfg.seeds)
+    for name in samples:
+        small = Image.open(ws.path("samples", name))
+        big = Image.open(ws.path("enhanced", os.path.splitext(name)[0] + ".png"))
+        assert small.size == (16, 16) and big.size == (16 * cfg.sr_scale,) * 2
+    summary = json.load(open(ws.path("summary.json")))
+    metrics = summary["sr_metrics"]
+    assert metrics["num_images"] == 2 and metrics["scale"] == 2
+    assert 10 < metrics["model_psnr_y"] < 60 and 10 < metrics["bicubic_psnr_y"] < 60
+    assert summary["gan"]["snapshot"] == ws.rel(snapshot) and len(summary["pairs"]) == 3
+    assert any("RANDOM" in w["message"] for w in summary["warnings"])   # vgg_weights='none'
+    page = open(ws.path("report.html")).read()
+    assert page.count("data:image/png;base64,") == 2 * 3 + 2 * 3  # figure + zoomed crops
+    assert "PSNR-Y" in page and f"{metrics['model_psnr_y']:.2f}" in page and "RANDOM" in page
+    assert "<svg" in page and "<polyline" in page                    # training curves
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage_and_force_redoes(tiny_run):
+    from pipeline import steps
+    cfg, ws, _, _ = tiny_run
+    before = {d: _mtimes(ws.path(d)) for d in ("samples", "enhanced")}
+    report_mtime = os.stat(ws.path("report.html")).st_mtime_ns
+    out = io.StringIO()
+    steps.run(cfg, out=out)
+    assert [line for line in out.getvalue().splitlines() if line.startswith("skip")] == [
+        f"skip {name}: up to date" for name in steps.STAGES]
+    assert os.stat(ws.path("report.html")).st_mtime_ns == report_mtime
+    out = io.StringIO()
+    steps.run(cfg, "enhance", force=True, out=out)
+    assert "==> [1/1] enhance" in out.getvalue()
+    assert _mtimes(ws.path("enhanced")) != before["enhanced"]
+    out = io.StringIO()
+    steps.run(cfg, out=out)   # the report follows the redone enhance; the rest is up to date
+    ran = [line.split()[-1] for line in out.getvalue().splitlines() if line.startswith("==>")]
+    assert ran == ["report"] and _mtimes(ws.path("samples")) == before["samples"]
