@@ -242,3 +242,28 @@ def test_second_order_gradients_and_tf_function():
     assert all(np.any(grads[n] != 0) for n in active), active
     eager = g(z, None, randomize_noise=False)
     np.testing.assert_allclose(tf.function(lambda: g(z, None, randomize_noise=False))(), eager, atol=1e-5)
+
+
+def test_generator_second_order_gradient_through_synthesis():
+    """Path-length-style regulariser: d/dtheta |d(images . y)/dW|^2 exists for every synthesis weight."""
+    g = _tiny_g()
+    syn = g.synthesis
+    for name, var in syn.own_vars.items():  # non-zero noise strengths so the noise path is live
+        if name.endswith("Noise/weight"):
+            var.assign(tf.fill(var.shape, 0.3))
+    w = tf.random.stateless_normal([2, 6, 8], seed=[2, 2])
+    y = tf.random.stateless_normal([2, 3, 16, 16], seed=[2, 3])
+    trainables = [v for v in syn.own_vars.values() if v.trainable]
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(w)
+            proj = tf.reduce_sum(syn(w, randomize_noise=False) * y)
+        penalty = tf.reduce_sum(tf.square(inner.gradient(proj, w)))
+    grads = outer.gradient(penalty, trainables)
+    names = [n for n, v in syn.own_vars.items() if v.trainable]
+    missing = [n for n, gr in zip(names, grads) if gr is None or not np.any(gr.numpy() != 0)]
+    # Only the lower-resolution ToRGB layers (unused at lod 0) and the output bias (d images/dW does
+    # not depend on it) get no gradient.
+    assert missing == ["ToRGB_lod2/weight", "ToRGB_lod2/bias", "ToRGB_lod1/weight", "ToRGB_lod1/bias",
+                       "ToRGB_lod0/bias"]
+    assert all(np.all(np.isfinite(gr)) for gr in grads if gr is not None)
