@@ -95,7 +95,7 @@ def _run_tiles(model, tiles, batch_size, multiple):
     return outputs
 
 
-def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=4, progress=None):
+def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=4, progress=False):
     """Tiled, blended inference on an HWC float32 RGB [0, 1] image, written into `out`.
 
     Args:
@@ -105,7 +105,7 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=4, pro
       out: preallocated [H*s, W*s, C] array the finished rows are written into.
       tile, overlap: tile size and minimum overlap in input pixels.
       batch_size: tiles per network call.
-      progress: optional keras.utils.Progbar-like object (update(n) after each strip).
+      progress: show a Keras progress bar over the strips of tiles.
     """
     if tile < 8 or not 0 <= overlap < tile:
         raise ConfigError(f"tile={tile}, overlap={overlap}: expected tile >= 8 and 0 <= overlap < tile")
@@ -114,6 +114,7 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=4, pro
     tile = max(multiple, tile // multiple * multiple)
     ys, xs = tile_starts(height, tile, overlap, multiple), tile_starts(width, tile, overlap, multiple)
     rows, cols = _spans(ys, tile, height), _spans(xs, tile, width)
+    bar = keras.utils.Progbar(len(rows), unit_name="strip") if progress else None
     ramp_width = overlap * scale
     acc_top, acc, weight = 0, np.zeros((0, width * scale, 3), np.float32), np.zeros((0, width * scale, 1), np.float32)
     for index, (y0, y1) in enumerate(rows):
@@ -137,8 +138,8 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=4, pro
         done = (rows[index + 1][0] if index + 1 < len(rows) else height) * scale - acc_top
         out[acc_top:acc_top + done] = finish(acc[:done] / np.maximum(weight[:done], 1e-12))
         acc, weight, acc_top = acc[done:], weight[done:], acc_top + done
-        if progress is not None:
-            progress.update(index + 1)
+        if bar is not None:
+            bar.update(index + 1)
     return out
 
 
@@ -155,8 +156,8 @@ def enhance_image(model, image, tile=256, overlap=32, batch_size=4, progress=Fal
       image: PIL image, or an HWC/HW numpy array (uint8, uint16 or float in [0, 1]) with 1 (grey),
         2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels.
       tile: tile side in input pixels (smaller = less memory).
-      overlap: minimum overlap of neighbouring tiles in input pixels (>= the model's receptive
-        field radius x 4/3 for results identical to untiled inference).
+      overlap: minimum overlap of neighbouring tiles in input pixels; results equal untiled
+        inference when it is at least 4x the model's receptive-field radius.
       batch_size: tiles per network call.
       progress: show a Keras progress bar over the tile strips.
 
@@ -165,7 +166,7 @@ def enhance_image(model, image, tile=256, overlap=32, batch_size=4, progress=Fal
       dtype and channel count (float input -> float32 in [0, 1]).
     """
     pil_mode = image.mode if isinstance(image, Image.Image) else None
-    array = images._pil_to_array(image, "<image>") if pil_mode else np.asarray(image)
+    array = images.pil_to_array(image, "<image>") if pil_mode else np.asarray(image)
     squeeze = array.ndim == 2
     array = array[..., None] if squeeze else array
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
@@ -186,12 +187,8 @@ def enhance_image(model, image, tile=256, overlap=32, batch_size=4, progress=Fal
     scale = model_scale(model)
     out = np.zeros((height * scale, width * scale, channels), dtype)
     colour_channels = 1 if grey else 3
-    bar = None
-    if progress:
-        bar = keras.utils.Progbar(len(tile_starts(height, tile, overlap, model_multiple(model))),
-                                  unit_name="strip")
     enhance_rgb(model, np.ascontiguousarray(colour), finish, out[..., :colour_channels], tile=tile,
-                overlap=overlap, batch_size=batch_size, progress=bar)
+                overlap=overlap, batch_size=batch_size, progress=progress)
     if channels in (2, 4):
         alpha = _resize_channel(pixels[..., -1], (width * scale, height * scale))
         out[..., -1] = alpha if is_float else images.from_unit_float(alpha, dtype)

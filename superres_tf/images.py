@@ -67,7 +67,7 @@ def _decode_png16(data, path):
         raise ImageReadError(f"{path}: broken 16-bit PNG ({error.message.splitlines()[0]})") from None
 
 
-def _pil_to_array(image, path):
+def pil_to_array(image, path):
     """PIL image (any usual mode) -> uint8/uint16 HWC array with 1-4 channels."""
     mode = image.mode
     if mode == "P":
@@ -103,7 +103,7 @@ def read_image(path, min_side=1):
         if _png_bit_depth(data) == 16:
             array = _decode_png16(data, path)
         else:
-            array = _pil_to_array(ImageOps.exif_transpose(image), path)
+            array = pil_to_array(ImageOps.exif_transpose(image), path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: not a readable image ({error})") from None
     height, width = array.shape[:2]

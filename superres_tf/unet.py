@@ -50,44 +50,45 @@ class ICNR(keras.initializers.Initializer):
         return {"factor": self.factor, "base": keras.initializers.serialize(self.base)}
 
 
-@keras.saving.register_keras_serializable(package="superres_tf")
-class PixelShuffle(keras.layers.Layer):
-    """depth_to_space: NHWC [N, H, W, C * f * f] -> [N, H * f, W * f, C] (TF channel order)."""
+class _Upscale(keras.layers.Layer):
+    """Base of layers that enlarge NHWC height and width by an integer `factor`."""
 
     def __init__(self, factor=2, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        h, w = (None if s is None else s * self.factor for s in (h, w))
+        return (n, h, w, c // self.channel_divisor(self.factor))  # subclasses define the divisor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="superres_tf")
+class PixelShuffle(_Upscale):
+    """depth_to_space: NHWC [N, H, W, C * f * f] -> [N, H * f, W * f, C] (TF channel order)."""
+
+    @staticmethod
+    def channel_divisor(factor):
+        return factor ** 2
 
     def call(self, inputs):
         return tf.nn.depth_to_space(inputs, self.factor)
 
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        scaled = [None if s is None else s * self.factor for s in (h, w)]
-        return (n, scaled[0], scaled[1], c // self.factor ** 2)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
-
 
 @keras.saving.register_keras_serializable(package="superres_tf")
-class BicubicUpsample(keras.layers.Layer):
+class BicubicUpsample(_Upscale):
     """NHWC [N, H, W, C] -> [N, H * f, W * f, C] by bicubic interpolation (no antialiasing)."""
 
-    def __init__(self, factor=2, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = factor
+    @staticmethod
+    def channel_divisor(factor):
+        return 1
 
     def call(self, inputs):
         size = tf.shape(inputs)[1:3] * self.factor
         return tf.cast(tf.image.resize(inputs, size, method="bicubic"), inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
 
 
 def _conv(channels, name, kernel_size=3, **kwargs):
@@ -182,16 +183,16 @@ def build_unet(scale=4, width=32, depth=2, convs=2, residual=True, encoder=None,
 
 def model_multiple(model):
     """Input sides must be multiples of this (2**number of max-pool / stride-2 stages)."""
-    pools = sum(1 for layer in _all_layers(model)
+    pools = sum(1 for layer in all_layers(model)
                 if isinstance(layer, keras.layers.MaxPooling2D) or getattr(layer, "strides", (1,)) == (2, 2))
     return 2 ** pools
 
 
-def _all_layers(model):
+def all_layers(model):
     """Layers of `model`, nested models flattened."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
         else:
             yield layer
 
