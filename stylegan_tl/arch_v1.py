@@ -1,11 +1,13 @@
 """StyleGAN v1 networks (NVIDIA's ``training/networks_stylegan.py`` build functions) as TF2 modules.
 
-Classes, named like the build functions they reproduce (see ``docs`` of each class)::
+Classes, named like the build functions they reproduce (see the docstring of each class)::
 
-    G_style(static_kwargs, name='G', mapping=None, synthesis=None)   z [N, Lz], labels [N, L] -> NCHW images
-    G_mapping(static_kwargs, name='G_mapping')                         z [N, Lz], labels -> W [N, num_layers, Dw]
-    G_synthesis(static_kwargs, name='G_synthesis')                     W+ [N, num_layers, Dw] -> NCHW images
-    D_basic(static_kwargs, name='D')                                   NCHW images, labels -> scores [N, 1]
+    G_style(static_kwargs, name='G', seed=0, mapping=None, synthesis=None)  z [N, Lz], labels -> NCHW images
+    G_mapping(static_kwargs, name='G_mapping', seed=0)                     z [N, Lz], labels -> W [N, L, Dw]
+    G_synthesis(static_kwargs, name='G_synthesis', seed=0)                 W+ [N, L, Dw] -> NCHW images
+    D_basic(static_kwargs, name='D', seed=0)                               NCHW images, labels -> scores [N, 1]
+
+(``L`` = num_layers = 2*log2(resolution) - 2; labels are [N, label_size] or None.)
 
 Every module creates all its variables in ``__init__``, in NVIDIA's creation order, with NVIDIA's
 local names, shapes (conv HWIO, dense [in, out], noise [1, 1, H, W]) and initialisation, drawn from
@@ -16,8 +18,9 @@ Images are NCHW float32 at the call boundary; computation is NHWC inside (TF's C
 NHWC-only). Every op is an ordinary differentiable TF op, so the networks work inside ``tf.function``
 and ``tf.GradientTape`` to any order.
 
-Reference: Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 2019; the layer order
-and formulas follow ``/work/shared/reference/stylegan_spec.md`` section 3.
+Reference: Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 2019. Layer order,
+names and formulas are those of NVIDIA's TF code (NVlabs/stylegan), re-derived from the project's
+clean-room spec; outputs are checked against NVIDIA's in tests/test_fidelity.py.
 """
 
 import numpy as np
