@@ -17,9 +17,10 @@
 
 #include "upfirdn_2d.h"
 
-// Compile the hot loops for AVX2+FMA as well as the baseline; the loader picks at run time.
+// Compile the hot loops for AVX-512, AVX2 and the baseline; the loader picks by CPU feature at
+// run time (feature names, not "arch=" names, which only match one exact CPU model).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SGTL_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define SGTL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SGTL_CLONES
 #endif
@@ -146,21 +147,35 @@ SGTL_CLONES void AxpyBlocks(float* out, int64_t os, const float* in, int64_t is,
 }
 
 // One output pixel of `minor` channels: out[c] = sum_t w[t] * src[t][c]. Channels are processed
-// in register-sized chunks so each output value is written once.
-constexpr int kChunk = 16;
+// in chunks of kVecs 8-float vectors held in registers (several independent FMA chains), so each
+// output value is written once. GCC vector types keep the accumulators in registers; the
+// aligned(4) variant allows unaligned loads and stores.
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef float Vec8u __attribute__((vector_size(32), aligned(4), may_alias));
+constexpr int kMinChunk = 16;
+
+template <int kVecs>
+__attribute__((always_inline)) inline int64_t DotTapsChunks(float* out, const float* const* src,
+                                                            const float* w, int taps,
+                                                            int64_t c0, int64_t minor) {
+  for (; c0 + 8 * kVecs <= minor; c0 += 8 * kVecs) {
+    Vec8 acc[kVecs];
+    for (int i = 0; i < kVecs; ++i) acc[i] = Vec8{};
+    for (int t = 0; t < taps; ++t) {
+      const Vec8u* s = reinterpret_cast<const Vec8u*>(src[t] + c0);
+      const Vec8 wt = Vec8{} + w[t];
+      for (int i = 0; i < kVecs; ++i) acc[i] += wt * s[i];
+    }
+    Vec8u* o = reinterpret_cast<Vec8u*>(out + c0);
+    for (int i = 0; i < kVecs; ++i) o[i] = acc[i];
+  }
+  return c0;
+}
 
 SGTL_CLONES void DotTaps(float* out, const float* const* src, const float* w, int taps,
                          int64_t minor) {
-  int64_t c0 = 0;
-  for (; c0 + kChunk <= minor; c0 += kChunk) {
-    float acc[kChunk] = {};
-    for (int t = 0; t < taps; ++t) {
-      const float* s = src[t] + c0;
-      const float wt = w[t];
-      for (int c = 0; c < kChunk; ++c) acc[c] += wt * s[c];
-    }
-    for (int c = 0; c < kChunk; ++c) out[c0 + c] = acc[c];
-  }
+  int64_t c0 = DotTapsChunks<8>(out, src, w, taps, 0, minor);
+  c0 = DotTapsChunks<kMinChunk / 8>(out, src, w, taps, c0, minor);
   for (; c0 < minor; ++c0) {
     float acc = 0.0f;
     for (int t = 0; t < taps; ++t) acc += w[t] * src[t][c0];
@@ -177,39 +192,44 @@ void DotTaps(T* out, const T* const* src, const float* w, int taps, int64_t mino
   }
 }
 
-// Channels-last path (minor >= kChunk / 2): per output pixel, gather the (at most kh * kw) input
+// Channels-last path (minor >= kMinChunk / 2): per output pixel, gather the (at most kh * kw) input
 // pixels its taps read and combine them channel-chunk by channel-chunk.
 template <typename T>
 void UpFirDn2DChannelsLast(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x,
                            const float* k, T* y) {
-  // Horizontal taps of every output column: (input column, flipped tap index).
-  std::vector<int64_t> h_begin(p.out_w + 1, 0), h_ix;
-  std::vector<int> h_a;
+  // Horizontal taps of every output column: offset of the input column in a row, and the
+  // kernel column it is weighted by.
+  std::vector<int64_t> h_begin(p.out_w + 1, 0), h_offset;
+  std::vector<int> h_kx;
   for (int64_t ox = 0; ox < p.out_w; ++ox) {
     for (int a = 0; a < p.kernel_w; ++a) {
       const int64_t ix = upfirdn_source(ox, a, p.upx, p.downx, p.padx0, p.in_w);
       if (ix < 0) continue;
-      h_ix.push_back(ix);
-      h_a.push_back(a);
+      h_offset.push_back(ix * p.minor);
+      h_kx.push_back(p.kernel_w - 1 - a);
     }
-    h_begin[ox + 1] = static_cast<int64_t>(h_ix.size());
+    h_begin[ox + 1] = static_cast<int64_t>(h_offset.size());
   }
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<const T*> src(p.kernel_h * p.kernel_w);
+    std::vector<const T*> src(p.kernel_h * p.kernel_w), v_row(p.kernel_h);
     std::vector<float> w(p.kernel_h * p.kernel_w);
+    std::vector<const float*> v_k(p.kernel_h);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t m = row / p.out_h, oy = row % p.out_h;
       T* y_row = y + row * p.out_w * p.minor;
+      int rows = 0;  // vertical taps of this output row: input row and kernel row
+      for (int b = 0; b < p.kernel_h; ++b) {
+        const int64_t iy = upfirdn_source(oy, b, p.upy, p.downy, p.pady0, p.in_h);
+        if (iy < 0) continue;
+        v_row[rows] = x + (m * p.in_h + iy) * p.in_w * p.minor;
+        v_k[rows++] = k + (p.kernel_h - 1 - b) * p.kernel_w;
+      }
       for (int64_t ox = 0; ox < p.out_w; ++ox) {
         int taps = 0;
-        for (int b = 0; b < p.kernel_h; ++b) {
-          const int64_t iy = upfirdn_source(oy, b, p.upy, p.downy, p.pady0, p.in_h);
-          if (iy < 0) continue;
-          const T* x_row = x + (m * p.in_h + iy) * p.in_w * p.minor;
-          const float* k_row = k + (p.kernel_h - 1 - b) * p.kernel_w;
+        for (int r = 0; r < rows; ++r) {
           for (int64_t j = h_begin[ox]; j < h_begin[ox + 1]; ++j) {
-            src[taps] = x_row + h_ix[j] * p.minor;
-            w[taps++] = k_row[p.kernel_w - 1 - h_a[j]];
+            src[taps] = v_row[r] + h_offset[j];
+            w[taps++] = v_k[r][h_kx[j]];
           }
         }
         T* out = y_row + ox * p.minor;
@@ -286,7 +306,7 @@ template <typename T>
 struct UpFirDn2DLaunch<CPUDevice, T> {
   static void Run(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, const float* k,
                   T* y) {
-    if (p.minor >= kChunk / 2)
+    if (p.minor >= kMinChunk / 2)
       UpFirDn2DChannelsLast<T>(ctx, p, x, k, y);
     else
       UpFirDn2DRows<T>(ctx, p, x, k, y);
