@@ -220,7 +220,8 @@ class Network:
         fn = self._run_fns.get(key)
         if fn is None:
             signature = [tf.TensorSpec([None] + list(shape), tf.float32) for shape in specs]
-            fn = tf.function(lambda *xs: self.module(*xs, **dynamic_kwargs), input_signature=signature)
+            fn = tf.function(lambda *xs: self.module(*xs, **dynamic_kwargs), input_signature=signature,
+                             autograph=False)
             self._run_fns[key] = fn
         return fn
 
