@@ -51,13 +51,15 @@ def r1_penalty(D, reals, labels, gamma, augment_fn=_identity):
     return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) * (gamma * 0.5), real_scores
 
 
-def path_lengths(G, latents, labels, seed, **g_kwargs):
+def path_lengths(G, latents, labels, seed, replica=(0, 1), **g_kwargs):
     """Per-sample path lengths ``L = sqrt(mean_layers(sum_w g^2))``, ``g = d sum(G(w) y) / dw``.
 
     Args:
         G: generator Network (``get_output_for(latents, labels, return_dlatents=True, ...)``).
         latents: [N, latent_size]; labels: [N, L] or None.
         seed: int [2] tensor for the noise images ``y ~ N(0, 1)/sqrt(H*W)`` (stateless).
+        replica: (index, count): ``y`` is slice ``index`` of the draw for ``count * N`` images, so
+            a batch split over replicas sees the same noise as on one device.
         g_kwargs: G's dynamic kwargs (is_training, style_mixing_prob, ...).
     Returns:
         [N] float32 lengths.
@@ -67,7 +69,9 @@ def path_lengths(G, latents, labels, seed, **g_kwargs):
         images, dlatents = G.get_output_for(latents, labels, return_dlatents=True, **g_kwargs)
         images = tf.cast(images, tf.float32)
         shape = tf.shape(images)
-        noise = tf.random.stateless_normal(shape, seed) / tf.sqrt(tf.cast(shape[2] * shape[3], tf.float32))
+        index, count = replica
+        noise = tf.random.stateless_normal(tf.concat([[shape[0] * count], shape[1:]], 0), seed)
+        noise = noise[shape[0] * index:shape[0] * (index + 1)] / tf.sqrt(tf.cast(shape[2] * shape[3], tf.float32))
         total = tf.reduce_sum(images * noise)
     grads = tape.gradient(total, dlatents)
     return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))

@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from . import snapshot as snap_files
-from .errors import StyleGANTLError
+from .errors import DatasetError, StyleGANTLError
 
 # ADA-TF cfgs (spec section 5.2): minibatch, R1 gamma, lr, ema half-life in kimg.
 CONFIGS = {
@@ -286,11 +286,11 @@ class Trainer:
         kwargs = {k: v for k, v in self.g_kwargs.items() if k != "return_dlatents"}
 
         def replica(labels):
-            ctx, _, nrep = self._replica()
+            ctx, rid, nrep = self._replica()
             z = self._latents(step, 3, pl_batch)
             lab = labels[:pl_batch // nrep]
             with tf.GradientTape() as tape:
-                lengths = path_lengths(self.G, z, self._labels(lab), self._seed(step, 4), **kwargs)
+                lengths = path_lengths(self.G, z, self._labels(lab), self._seed(step, 4), (rid, nrep), **kwargs)
                 batch_mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, tf.reduce_mean(tf.stop_gradient(lengths)))
                 penalty, new_mean = path_length_penalty(lengths, self.pl_mean, batch_mean, weight=self.opts.pl_weight)
                 loss = tf.reduce_sum(penalty) * G_REG_INTERVAL / pl_batch
@@ -434,6 +434,8 @@ def run_training(data, outdir, resume=None, kimg=100.0, batch=None, gamma=None, 
     opts = Options(data=data, outdir=outdir, resume=resume, kimg=kimg, batch=batch, gamma=gamma, mirror=mirror,
                    aug=aug, freezed=freezed, snap=snap, seed=seed, resolution=resolution, family=family,
                    config=config, **kwargs)
+    if not os.path.isdir(opts.data):
+        raise DatasetError(f"{opts.data}: dataset directory not found")
     if opts.aug not in ("noaug", "ada"):
         raise TrainingError(f"--aug must be 'noaug' or 'ada', not {opts.aug!r}")
     from .distribute import make_strategy
@@ -481,8 +483,9 @@ class _Run:
         opts, strategy = self.opts, self.strategy
         tf.random.set_seed(opts.seed)
         resume_pkl, state, tune_default = self._starting_point()
+        resolution = None if resume_pkl else opts.resolution or probe_resolution(opts.data)
         with strategy.scope():
-            G, D, Gs, family = _build_networks(opts, resume_pkl, opts.resolution or probe_resolution(opts.data))
+            G, D, Gs, family = _build_networks(opts, resume_pkl, resolution)
         resolution = int(G.static_kwargs["resolution"])
         num_channels = int(G.static_kwargs.get("num_channels", 3))
         label_size = int(G.static_kwargs.get("label_size", 0))
