@@ -166,8 +166,11 @@ def cuda_decision():
     return nvcc, f"CUDA kernels built with {nvcc}"
 
 
-def _commands(workdir, nvcc):
-    """Compile commands (list of argv) producing ``workdir/LIB_NAME.so``."""
+def _commands(workdir, nvcc, check_only=False):
+    """Compile commands (list of argv) producing ``workdir/LIB_NAME.so``.
+
+    ``check_only`` compiles the host sources without optimisation (a faster syntax check).
+    """
     import tensorflow as tf
     cflags = tf.sysconfig.get_compile_flags()
     lflags = tf.sysconfig.get_link_flags()
@@ -187,7 +190,8 @@ def _commands(workdir, nvcc):
         defines = ["-DGOOGLE_CUDA=1", f"-I{tf_include / 'third_party/gpus/cuda/include'}",
                    *[f"-I{shim / 'third_party/gpus/cuda/include'}" for shim in [shim] if shim]]
     out = str(pathlib.Path(workdir) / f"{LIB_NAME}.so")
-    commands.append([cxx, *_CXX_FLAGS, *cflags, *defines,
+    cxx_flags = [f for f in _CXX_FLAGS if f != "-O3"] + ["-O0"] if check_only else _CXX_FLAGS
+    commands.append([cxx, *cxx_flags, *cflags, *defines,
                      *[str(KERNEL_DIR / s) for s in CPP_SOURCES], *objects, "-o", out, *lflags])
     return commands, out
 
@@ -289,7 +293,7 @@ def check_cuda_sources(outdir=None):
     if nvcc is None:
         raise BuildError("--cuda-check: no nvcc found (PATH, $CUDA_HOME/bin, $STYLEGAN_TL_NVCC)")
     with tempfile.TemporaryDirectory(dir=outdir) as workdir:
-        commands, _ = _commands(workdir, nvcc)
+        commands, _ = _commands(workdir, nvcc, check_only=True)
         report = []
         for cmd in commands:
             start = time.time()

@@ -1,15 +1,17 @@
 """Choosing between the reference (pure TF) and the custom (compiled) implementation.
 
-``impl`` arguments accept ``'ref'``, ``'custom'`` or ``'auto'``. ``'auto'`` is resolved through the
-environment variable ``STYLEGAN_TL_OPS`` (``ref``, ``custom`` or ``auto``, default ``auto``): in auto
-mode the custom op library is used when it builds and loads, else the reference, with one warning.
+``impl`` arguments accept ``'ref'``, ``'custom'`` (alias ``'cuda'``, NVIDIA's name) or ``'auto'``.
+``'auto'`` is resolved through the environment variable ``STYLEGAN_TL_OPS`` (``ref``, ``custom`` or
+``auto``, default ``auto``): in auto mode the custom op library is used when it builds and loads,
+else the reference, with one warning per process.
 """
 
 import os
 
 from absl import logging
 
-from ..errors import StyleGANTLError
+from ..errors import BuildError, StyleGANTLError
+from . import build
 
 ENV_MODE = "STYLEGAN_TL_OPS"
 MODES = ("ref", "custom", "auto")
@@ -29,6 +31,8 @@ def resolve_impl(impl):
     ``'custom'`` (explicit or forced by the environment) raises ``BuildError`` when the op library
     cannot be built or loaded; ``'auto'`` falls back to ``'ref'`` with one absl warning.
     """
+    if impl == "cuda":  # NVIDIA's name for the compiled op
+        impl = "custom"
     _check_mode(impl, "stylegan_tl.ops")
     if impl == "auto":
         impl = _check_mode(os.environ.get(ENV_MODE, "auto").strip().lower() or "auto",
@@ -43,13 +47,11 @@ def resolve_impl(impl):
 
 def load_library():
     """Return the loaded custom-op module (builds it on first use); raises BuildError."""
-    from . import build  # noqa: PLC0415 - build imports TensorFlow machinery lazily
     return build.load_ops_library()
 
 
 def _try_load_library():
     global _fallback_warned
-    from ..errors import BuildError
     try:
         load_library()
         return True

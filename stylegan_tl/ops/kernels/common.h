@@ -2,14 +2,14 @@
 #ifndef STYLEGAN_TL_COMMON_H_
 #define STYLEGAN_TL_COMMON_H_
 
-// SGTL_HD: callable from host and device code, always inlined (so that constant arguments,
-// e.g. the activation code, fold away in the CPU loops).
+// SGTL_HD: inline function callable from host and device code, always inlined (so that constant
+// arguments, e.g. the activation code, fold away in the CPU loops).
 #ifdef __CUDACC__
 #define SGTL_HD __host__ __device__ __forceinline__
 #elif defined(__GNUC__)
-#define SGTL_HD __attribute__((always_inline))
+#define SGTL_HD __attribute__((always_inline)) inline
 #else
-#define SGTL_HD
+#define SGTL_HD inline
 #endif
 
 namespace stylegan_tl {

@@ -35,12 +35,12 @@ struct FusedBiasActParams {
 constexpr float kSeluScale = 1.0507009873554804934193349852946f;
 constexpr float kSeluAlpha = 1.6732632423543772848170429916717f;
 
-SGTL_HD inline float sgtl_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+SGTL_HD float sgtl_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 // max/min as selects (fmaxf/fminf carry NaN rules that keep compilers from vectorizing them).
-SGTL_HD inline float sgtl_max(float a, float b) { return a > b ? a : b; }
-SGTL_HD inline float sgtl_min(float a, float b) { return a < b ? a : b; }
+SGTL_HD float sgtl_max(float a, float b) { return a > b ? a : b; }
+SGTL_HD float sgtl_min(float a, float b) { return a < b ? a : b; }
 // tanh through expm1 (accurate near 0; |v| > 9 rounds to +-1 in float), much faster than tanhf.
-SGTL_HD inline float sgtl_tanh(float v) {
+SGTL_HD float sgtl_tanh(float v) {
   const float e = expm1f(2.0f * sgtl_min(sgtl_max(v, -9.0f), 9.0f));
   return e / (e + 2.0f);
 }
@@ -49,7 +49,7 @@ SGTL_HD inline float sgtl_tanh(float v) {
 // values) so that the CPU loops vectorize and do not mispredict on random signs.
 
 // act(v)
-SGTL_HD inline float act_value(int act, float v, float alpha) {
+SGTL_HD float act_value(int act, float v, float alpha) {
   switch (act) {
     case kRelu: return sgtl_max(v, 0.0f);
     case kLrelu: return sgtl_max(v, 0.0f) + alpha * sgtl_min(v, 0.0f);
@@ -70,7 +70,7 @@ SGTL_HD inline float act_value(int act, float v, float alpha) {
 }
 
 // d act / dv (order 1) or d^2 act / dv^2 (order 2) at v.
-SGTL_HD inline float act_derivative(int act, int order, float v, float alpha) {
+SGTL_HD float act_derivative(int act, int order, float v, float alpha) {
   const bool first = order == 1;
   const float pos = v > 0.0f ? 1.0f : 0.0f;   // relu-style step (0 at v == 0)
   const float neg = v < 0.0f ? 1.0f : 0.0f;   // elu-style step (0 at v == 0)
@@ -110,7 +110,7 @@ SGTL_HD inline float act_derivative(int act, int order, float v, float alpha) {
 // `ref` the forward input (modes 1, 2; ignored in mode 0), `bias` the broadcast bias value.
 // `act` and `grad` are separate arguments so that callers passing constants get the switches
 // folded away.
-SGTL_HD inline float fused_bias_act_element(int act, int grad, const FusedBiasActParams& p,
+SGTL_HD float fused_bias_act_element(int act, int grad, const FusedBiasActParams& p,
                                             float x, float ref, float bias) {
   if (grad == 0) {
     const float y = act_value(act, x + bias, p.alpha) * p.gain;

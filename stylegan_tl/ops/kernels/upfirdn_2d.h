@@ -22,14 +22,14 @@ struct UpFirDn2DParams {
 };
 
 // Output size along one axis: (in * up + pad0 + pad1 - taps) // down + 1 (0 when negative).
-SGTL_HD inline int64_t upfirdn_out_size(int64_t in, int up, int down, int pad0, int pad1,
+SGTL_HD int64_t upfirdn_out_size(int64_t in, int up, int down, int pad0, int pad1,
                                         int taps) {
   int64_t span = in * up + pad0 + pad1 - taps;
   return span < 0 ? 0 : span / down + 1;
 }
 
 // Input index read by output `o` through flipped tap `t`, or -1 for an inserted zero / padding.
-SGTL_HD inline int64_t upfirdn_source(int64_t o, int t, int up, int down, int pad0, int64_t in) {
+SGTL_HD int64_t upfirdn_source(int64_t o, int t, int up, int down, int pad0, int64_t in) {
   int64_t u = o * down + t - pad0;
   if (u < 0 || u % up != 0) return -1;
   u /= up;

@@ -1,0 +1,103 @@
+"""Building the custom-op library: cache reuse across processes, the file lock, fallback with one
+warning when the compiler is broken, the STYLEGAN_TL_OPS switch, and an nvcc compile check."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stylegan_tl.errors import StyleGANTLError
+from stylegan_tl.ops import build, impl
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code_or_args, env_overrides, timeout=600):
+    """Run python in a fresh process from the repo root; return CompletedProcess (text)."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **env_overrides)
+    args = code_or_args if isinstance(code_or_args, list) else ["-c", code_or_args]
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def fresh_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("stylegan_tl_cache"))
+
+
+@pytest.mark.slow
+def test_parallel_builds_compile_once_and_later_loads_reuse_the_cache(fresh_cache):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
+               STYLEGAN_TL_CACHE=fresh_cache)
+    procs = [subprocess.Popen([sys.executable, "-m", "stylegan_tl.ops.build"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    states = sorted(out.split(":")[0] for out, _ in outputs)
+    assert states == ["built", "cached"], outputs  # the lock made the second one wait and reuse
+    libs = [f for f in os.listdir(os.path.join(fresh_cache, "ops")) if f.endswith(".so")]
+    assert len(libs) == 1 and not [f for f in os.listdir(os.path.join(fresh_cache, "ops"))
+                                   if f.startswith(".")]  # no temp files left behind
+    mtime = os.path.getmtime(os.path.join(fresh_cache, "ops", libs[0]))
+    again = _python(["-m", "stylegan_tl.ops.build"], {"STYLEGAN_TL_CACHE": fresh_cache})
+    assert again.returncode == 0 and again.stdout.startswith("cached:"), again.stdout
+    assert os.path.getmtime(os.path.join(fresh_cache, "ops", libs[0])) == mtime
+
+
+def test_broken_compiler_falls_back_to_reference_with_one_warning(tmp_path):
+    code = ("import numpy as np, tensorflow as tf\n"
+            "from stylegan_tl import ops\n"
+            "x = tf.constant(np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4))\n"
+            "a = ops.upsample_2d(x)\n"
+            "b = ops.fused_bias_act(x, act='lrelu')\n"
+            "r = ops.upsample_2d(x, impl='ref')\n"
+            "print('same', bool(np.allclose(a.numpy(), r.numpy())))\n"
+            "try:\n"
+            "    ops.upsample_2d(x, impl='custom')\n"
+            "except Exception as e:\n"
+            "    print('custom:', type(e).__name__, str(e).splitlines()[0])\n")
+    res = _python(code, {"STYLEGAN_TL_CACHE": str(tmp_path),
+                         "STYLEGAN_TL_CXX": "/nonexistent/g++"})
+    assert res.returncode == 0, res.stderr
+    assert "same True" in res.stdout
+    assert "custom: BuildError" in res.stdout and "/nonexistent/g++" in res.stdout
+    assert res.stderr.count("custom ops unavailable") == 1, res.stderr
+
+
+def test_env_switch_ref_never_builds(tmp_path):
+    code = ("from stylegan_tl import ops\n"
+            "print(ops.upsample_2d([[[[1.0, 2.0], [3.0, 4.0]]]]).shape)\n")
+    res = _python(code, {"STYLEGAN_TL_CACHE": str(tmp_path), "STYLEGAN_TL_OPS": "ref",
+                         "STYLEGAN_TL_CXX": "/nonexistent/g++"})
+    assert res.returncode == 0 and "(1, 1, 4, 4)" in res.stdout, res.stderr
+    assert "unavailable" not in res.stderr
+    assert not [f for f in os.listdir(tmp_path / "ops") if f.endswith(".so")] \
+        if (tmp_path / "ops").exists() else True
+
+
+def test_env_switch_values(monkeypatch):
+    monkeypatch.setenv("STYLEGAN_TL_OPS", "ref")
+    assert impl.resolve_impl("auto") == "ref"
+    assert impl.resolve_impl("custom") == "custom"  # an explicit argument wins
+    monkeypatch.setenv("STYLEGAN_TL_OPS", "bogus")
+    with pytest.raises(StyleGANTLError, match="STYLEGAN_TL_OPS"):
+        impl.resolve_impl("auto")
+
+
+def test_build_cli_reports_errors_without_traceback(tmp_path):
+    res = _python(["-m", "stylegan_tl.ops.build"], {"STYLEGAN_TL_CACHE": str(tmp_path),
+                                                    "STYLEGAN_TL_CXX": "/nonexistent/g++"})
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "/nonexistent/g++" in last, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(build.find_nvcc() is None, reason="nvcc not found")
+def test_cuda_sources_compile_with_nvcc(tmp_path):
+    report = build.check_cuda_sources(str(tmp_path))
+    compiled = [name for names, _ in report for name in names]
+    assert set(compiled) == set(build.CUDA_SOURCES) | set(build.CPP_SOURCES)
