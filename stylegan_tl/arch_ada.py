@@ -14,8 +14,13 @@ import numpy as np
 import tensorflow as tf
 
 from . import arch_v2, layers
+from .errors import StyleGANTLError
 
-_MAPPING_DEFAULTS = dict(arch_v2.G_mapping.DEFAULTS, mapping_fmaps=None)  # None = dlatent_size
+_MAPPING_DEFAULTS = dict(
+    arch_v2.G_mapping.DEFAULTS,
+    mapping_fmaps=None,         # width of the hidden mapping layers, None = dlatent_size
+    label_fmaps=None,           # width of the label embedding, None = latent_size
+)
 
 _SYNTHESIS_DEFAULTS = dict(
     arch_v2.G_synthesis_stylegan2.DEFAULTS,
@@ -28,7 +33,7 @@ _SYNTHESIS_DEFAULTS = dict(
 
 
 class G_mapping(arch_v2.G_mapping):
-    """ADA mapping network. Labels: ``LabelEmbed/{weight [label_size, fmaps], bias}`` (lrmul 1),
+    """ADA mapping network. Labels: ``LabelEmbed/{weight [label_size, label_fmaps], bias}`` (lrmul 1),
     2nd-moment normalised and concatenated after normalising Z."""
 
     DEFAULTS = _MAPPING_DEFAULTS
@@ -40,8 +45,9 @@ class G_mapping(arch_v2.G_mapping):
     def _build_label_embedding(self):
         k = self.kwargs
         if k["label_size"]:
-            self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], self.hidden_features())
-            return k["latent_size"] + self.hidden_features()
+            embed = k["label_fmaps"] or k["latent_size"]
+            self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], embed)
+            return k["latent_size"] + embed
         return k["latent_size"]
 
     def embed(self, latents, labels):
@@ -75,46 +81,58 @@ class D_main(arch_v2.D_stylegan2):
     """ADA discriminator (see ``arch_v2.D_stylegan2``).
 
     Conditional (label_size > 0): ``LabelEmbed`` (dense, lrmul 1) -> 2nd-moment normalisation ->
-    ``Mapping{i}`` (``mapping_layers`` dense layers, lrmul ``mapping_lrmul``) gives ``cmap [N, nf(1)]``;
-    ``Output`` has nf(1) units and the score is ``sum(out * cmap, 1) / sqrt(nf(1))``.
+    ``Mapping{i}`` (``mapping_layers`` dense layers, lrmul ``mapping_lrmul``) gives ``cmap [N, fmaps]``
+    (fmaps = ``mapping_fmaps``, default nf(0)); ``Output`` has fmaps units and the score is
+    ``sum(out * cmap, 1) / sqrt(fmaps)``. Unconditional: ``Output`` has ``score_max`` units, the first
+    ``score_size`` are returned.
     """
 
     FUNC_NAME = "D_main"
     DEFAULTS = dict(
         arch_v2.D_stylegan2.DEFAULTS,
         mapping_layers=0,           # extra dense layers for the label embedding
-        mapping_fmaps=None,         # their width, None = nf(1)
+        mapping_fmaps=None,         # their width, None = nf(0)
         mapping_lrmul=0.1,
         mbstd_group_size=None,      # None = whole minibatch
         num_fp16_res=0,             # accepted; computed in float32
         conv_clamp=None,
         freeze_layers=0,            # Freeze-D: first N layers from the top are not trainable
+        score_size=1,               # scores returned (auxrot comparison method)
+        score_max=1,                # Output units without labels
+        # Comparison methods of the ADA paper that are not implemented: only their defaults are accepted.
+        augment_strength=0,
+        use_pagan=False,
+        pagan_num=16,
+        pagan_fade=0.5,
+        use_spectral_norm=False,
+        adaptive_dropout=0,
     )
+    UNSUPPORTED = dict(use_pagan=False, use_spectral_norm=False, adaptive_dropout=0)
+
+    def __init__(self, static_kwargs, name="D", seed=0):
+        for key, default in self.UNSUPPORTED.items():
+            if static_kwargs.get(key, default) != default:
+                raise StyleGANTLError(f"D_main: {key}={static_kwargs[key]!r} (an ADA comparison method) is not supported")
+        super().__init__(static_kwargs, name, seed)
 
     def use_mbstd(self):
-        k = self.kwargs
-        return k["mbstd_num_features"] > 0 and (k["mbstd_group_size"] is None or k["mbstd_group_size"] > 1)
+        return self.kwargs["mbstd_num_features"] > 0
 
     def _build_label_mapping(self):
         k = self.kwargs
         if not k["label_size"]:
-            return 1
-        self.cmap_dim = self.nf(1)
-        hidden = k["mapping_fmaps"] or self.cmap_dim
-        embed_out = hidden if k["mapping_layers"] else self.cmap_dim
-        self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], embed_out)
-        self.label_mapping = []
-        for idx in range(k["mapping_layers"]):
-            out = self.cmap_dim if idx == k["mapping_layers"] - 1 else hidden
-            self.label_mapping.append(layers.Dense(self.params, f"Mapping{idx}", embed_out, out,
-                                                   lrmul=k["mapping_lrmul"], act=k["nonlinearity"]))
-            embed_out = out
+            return k["score_max"]
+        self.cmap_dim = k["mapping_fmaps"] or self.nf(0)
+        self.label_embed = layers.Dense(self.params, "LabelEmbed", k["label_size"], self.cmap_dim)
+        self.label_mapping = [layers.Dense(self.params, f"Mapping{idx}", self.cmap_dim, self.cmap_dim,
+                                           lrmul=k["mapping_lrmul"], act=k["nonlinearity"])
+                              for idx in range(k["mapping_layers"])]
         return self.cmap_dim
 
     def condition(self, scores, labels):
         if not self.kwargs["label_size"]:
-            return scores
+            return scores[:, :self.kwargs["score_size"]]
         cmap = layers.normalize_2nd_moment(self.label_embed(labels))
         for dense in self.label_mapping:
             cmap = dense(cmap)
-        return tf.reduce_sum(scores * cmap, axis=1, keepdims=True) * (1 / np.sqrt(self.cmap_dim))
+        return tf.reduce_sum(scores * cmap, axis=1, keepdims=True) / np.sqrt(self.cmap_dim)

@@ -203,7 +203,7 @@ class Network:
             return [None, k["num_channels"], k["resolution"], k["resolution"]]
         if role == "mapping":
             return [None, k["dlatent_broadcast"], k["dlatent_size"]]
-        return [None, 1]
+        return [None, k.get("score_size", 1)]
 
     # ----------------------------------------------------------------------------------------------
     # Evaluation.

@@ -169,11 +169,21 @@ def test_v2_label_conditioning_variables_and_projection():
 
 
 def test_ada_label_embedding_variables():
-    G, D = _g("stylegan2-ada", label_size=3), _d("stylegan2-ada", label_size=3, mapping_layers=1)
-    assert G.vars["G_mapping/LabelEmbed/weight"].shape == (3, 16)
+    G = _g("stylegan2-ada", label_size=3)
+    assert G.vars["G_mapping/LabelEmbed/weight"].shape == (3, 16)  # label_fmaps None = latent_size
     assert G.vars["G_mapping/Dense0/weight"].shape == (32, 16)
-    assert D.vars["LabelEmbed/weight"].shape == (3, 16) and D.vars["Mapping0/weight"].shape == (16, 16)
-    assert D.vars["Output/weight"].shape == (16, 16)  # cmap_dim = nf(1)
+    D = _d("stylegan2-ada", label_size=3, mapping_layers=1, fmap_max=32)  # nf(0) = 32, nf(1) = 16
+    assert list(D.vars)[:4] == ["LabelEmbed/weight", "LabelEmbed/bias", "Mapping0/weight", "Mapping0/bias"]
+    assert D.vars["LabelEmbed/weight"].shape == (3, 32) and D.vars["Mapping0/weight"].shape == (32, 32)
+    assert D.vars["Output/weight"].shape == (32, 32)  # cmap width = mapping_fmaps, default nf(0)
+
+
+def test_ada_comparison_methods_rejected_and_score_max():
+    with pytest.raises(StyleGANTLError, match="use_spectral_norm=True"):
+        _d("stylegan2-ada", use_spectral_norm=True)
+    D = _d("stylegan2-ada", score_max=3, score_size=2)
+    assert D.vars["Output/weight"].shape == (16, 3)
+    assert D.run(np.zeros([2, 3, 8, 8], np.float32), None).shape == (2, 2)
 
 
 def test_ada_conv_clamp_bounds_output():
