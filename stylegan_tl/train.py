@@ -145,7 +145,7 @@ class Trainer:
         self.lazy = family != "stylegan"  # v1 adds R1 to every D step and has no path-length reg
         self.use_pl = self.lazy and opts.pl_weight > 0
         self.batch = hp["batch"]
-        self.latent_size = int(G.static_kwargs.get("latent_size", 512))
+        self.latent_size = int(G.input_shape[1])
         frozen = frozen_layer_names(D, opts.freezed) if opts.freezed else set()
         d_vars = collections.OrderedDict((k, v) for k, v in D.trainables.items() if k not in frozen)
         g_vars = collections.OrderedDict(G.trainables)
@@ -377,7 +377,7 @@ def _build_networks(opts: Options, resume_pkl: str, resolution: int):
 
 def _grid_inputs(Gs, resolution, seed):
     cols, rows = snap_files.grid_shape(64, resolution)
-    latent_size = int(Gs.static_kwargs.get("latent_size", 512))
+    latent_size = int(Gs.input_shape[1])
     z = np.random.RandomState(seed + 123).standard_normal([cols * rows, latent_size]).astype(np.float32)
     return z, cols
 
@@ -486,9 +486,8 @@ class _Run:
         resolution = None if resume_pkl else opts.resolution or probe_resolution(opts.data)
         with strategy.scope():
             G, D, Gs, family = _build_networks(opts, resume_pkl, resolution)
-        resolution = int(G.static_kwargs["resolution"])
-        num_channels = int(G.static_kwargs.get("num_channels", 3))
-        label_size = int(G.static_kwargs.get("label_size", 0))
+        _, num_channels, resolution, _ = G.output_shape
+        label_size = int(G.input_shapes[1][1])
         hp = resolve_hyperparams(opts, resolution, strategy.num_replicas_in_sync)
         array = load_dataset(opts.data, resolution, opts.letterbox, num_channels, opts.min_images,
                              cache_dir=os.path.join(opts.outdir, "cache"))
