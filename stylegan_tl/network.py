@@ -288,9 +288,23 @@ class Network:
 
     def copy_vars_from(self, other):
         """Copy every variable whose full name both networks have (shapes must match); others are left."""
-        for name, var in self.vars.items():
+        self._copy_from(other, self.vars, "copy_vars_from")
+
+    def copy_trainables_from(self, other):
+        """As ``copy_vars_from`` for trainable variables only."""
+        self._copy_from(other, self.trainables, "copy_trainables_from")
+
+    def copy_compatible_trainables_from(self, other):
+        """Copy the trainables whose name AND shape match; silently skip the rest (NVIDIA's v2 semantics)."""
+        for name, var in self.trainables.items():
+            src = other.vars.get(name)
+            if src is not None and src.shape == var.shape:
+                var.assign(src)
+
+    def _copy_from(self, other, targets, what):
+        for name, var in targets.items():
             if name in other.vars:
-                _assign(var, other.vars[name].numpy(), f"{self.name}.copy_vars_from({other.name}): {name!r}")
+                _assign(var, other.vars[name].numpy(), f"{self.name}.{what}({other.name}): {name!r}")
 
     def clone(self, name=None):
         """An independent copy (new variables with the same values) named ``name``."""

@@ -245,6 +245,19 @@ def test_copy_vars_from_by_name():
         wider.copy_vars_from(b)
 
 
+def test_copy_trainables_and_compatible_trainables():
+    a, b = _g(seed=1), _g(seed=2)
+    b.set_var("dlatent_avg", np.ones(16))
+    a.copy_trainables_from(b)
+    assert np.all(a.get_var("dlatent_avg") == 0)  # not trainable: left alone
+    np.testing.assert_array_equal(a.get_var("G_mapping/Dense1/weight"), b.get_var("G_mapping/Dense1/weight"))
+    wider = _g(seed=3, fmap_max=8)
+    before = wider.get_var("G_synthesis/4x4/Conv/weight")
+    wider.copy_compatible_trainables_from(b)  # shape mismatches are skipped, matches copied
+    np.testing.assert_array_equal(wider.get_var("G_synthesis/4x4/Conv/weight"), before)
+    np.testing.assert_array_equal(wider.get_var("G_mapping/Dense1/weight"), b.get_var("G_mapping/Dense1/weight"))
+
+
 def test_copy_vars_from_skips_names_on_one_side_only():
     v2, ada = _g("stylegan2", seed=1), _g("stylegan2-ada", seed=2, mapping_fmaps=16)
     v2.copy_vars_from(ada)  # ADA has no 'lod'; everything else matches by name
