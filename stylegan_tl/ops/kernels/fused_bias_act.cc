@@ -1,27 +1,12 @@
 // Op StyleganTlFusedBiasAct: registration, shape function, CPU kernel (float, half) and, in
 // CUDA builds (GOOGLE_CUDA=1), the GPU kernel registration (launcher in fused_bias_act.cu).
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
-
 #include <algorithm>
 #include <type_traits>
 
-#include "tensorflow/core/framework/common_shape_fns.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
-
 #include "fused_bias_act.h"
+#include "tf_kernel.h"
 
 namespace stylegan_tl {
-
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using CPUDevice = Eigen::ThreadPoolDevice;
 
 REGISTER_OP("StyleganTlFusedBiasAct")
     .Input("x: T")
@@ -107,25 +92,20 @@ struct FusedBiasActLaunch<CPUDevice, T> {
   static void Run(OpKernelContext* ctx, const FusedBiasActParams& p, const T* x, const T* b,
                   const T* ref, T* y) {
     const FusedBiasActRangeFn<T> range = PickRange<T>(p.act, p.grad);
-    auto work = [&](int64_t begin, int64_t end) { range(p, x, b, ref, y, begin, end); };
-    const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     const int64_t cost = (p.act == kLinear || p.act == kRelu || p.act == kLrelu) ? 2 : 30;
-    tensorflow::Shard(threads->num_threads, threads->workers, p.size, cost, work);
+    ParallelFor(ctx, p.size, cost,
+                [&](int64_t begin, int64_t end) { range(p, x, b, ref, y, begin, end); });
   }
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
-
 template <typename T>
 struct FusedBiasActLaunch<GPUDevice, T> {
   static void Run(OpKernelContext* ctx, const FusedBiasActParams& p, const T* x, const T* b,
                   const T* ref, T* y) {
-    void* stream = static_cast<void*>(ctx->eigen_device<GPUDevice>().stream());
-    int err = fused_bias_act_cuda(stream, p, std::is_same<T, Eigen::half>::value, x, b, ref, y);
-    OP_REQUIRES(ctx, err == 0,
-                absl::InternalError(std::string("StyleganTlFusedBiasAct CUDA launch failed: ") +
-                                    cuda_error_string(err)));
+    const bool half = std::is_same<T, Eigen::half>::value;
+    OP_REQUIRES_OK(ctx, CudaStatus("StyleganTlFusedBiasAct",
+                                   fused_bias_act_cuda(CudaStream(ctx), p, half, x, b, ref, y)));
   }
 };
 #endif

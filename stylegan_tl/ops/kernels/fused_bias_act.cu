@@ -1,17 +1,10 @@
 // CUDA launcher of StyleganTlFusedBiasAct: one thread per element (grid-stride loop), float or
 // IEEE half storage, float arithmetic. No TensorFlow headers: the .cc passes raw pointers.
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
+#include "cuda_common.cuh"
 #include "fused_bias_act.h"
 
 namespace stylegan_tl {
 namespace {
-
-__device__ inline float load(const float* p, int64_t i) { return p[i]; }
-__device__ inline float load(const __half* p, int64_t i) { return __half2float(p[i]); }
-__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ inline void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 
 template <typename T>
 __global__ void FusedBiasActKernel(FusedBiasActParams p, const T* x, const T* b, const T* ref,
@@ -27,10 +20,7 @@ __global__ void FusedBiasActKernel(FusedBiasActParams p, const T* x, const T* b,
 template <typename T>
 int Launch(void* stream, const FusedBiasActParams& p, const void* x, const void* b,
            const void* ref, void* y) {
-  const int threads = 256;
-  const int64_t wanted = (p.size + threads - 1) / threads;
-  const int blocks = static_cast<int>(wanted < 65536 ? wanted : 65536);
-  FusedBiasActKernel<T><<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+  FusedBiasActKernel<T><<<GridSize(p.size), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       p, static_cast<const T*>(x), static_cast<const T*>(b), static_cast<const T*>(ref),
       static_cast<T*>(y));
   return static_cast<int>(cudaGetLastError());

@@ -1,20 +1,11 @@
 // Op StyleganTlUpfirdn2d: registration, shape function, multi-threaded CPU kernel (float, half)
 // and, in CUDA builds (GOOGLE_CUDA=1), the GPU kernel registration (launcher in upfirdn_2d.cu).
-#if GOOGLE_CUDA
-#define EIGEN_USE_GPU
-#endif
-
 #include <algorithm>
 #include <numeric>
-#include <string>
 #include <type_traits>
 #include <vector>
 
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
-
+#include "tf_kernel.h"
 #include "upfirdn_2d.h"
 
 // Compile the hot loops for AVX-512, AVX2 and the baseline; the loader picks by CPU feature at
@@ -27,14 +18,9 @@
 
 namespace stylegan_tl {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
 using tensorflow::shape_inference::DimensionHandle;
 using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
-using CPUDevice = Eigen::ThreadPoolDevice;
 
 struct UpFirDnAttrs {
   int upx, upy, downx, downy, padx0, padx1, pady0, pady1;
@@ -95,6 +81,11 @@ Upsample x[major, inH, inW, minor] by inserting up-1 zeros after each pixel, pad
 (negative crops), convolve with the 2-D kernel k (true convolution, VALID) and keep every
 down-th pixel. Output [major, (inH*upy + pady0 + pady1 - kH) // downy + 1, ..., minor].
 )doc");
+
+// Average number of kernel taps that meet real input samples, per output value.
+int64_t TapsPerOutput(const UpFirDn2DParams& p) {
+  return std::max<int64_t>(1, int64_t(p.kernel_h) * p.kernel_w / (int64_t(p.upx) * p.upy));
+}
 
 // Taps of one flipped horizontal kernel column `a`: output columns ox0 + t*sx read input columns
 // ix0 + t*dx, for t in [0, count).
@@ -240,11 +231,7 @@ void UpFirDn2DChannelsLast(OpKernelContext* ctx, const UpFirDn2DParams& p, const
       }
     }
   };
-  const int64_t taps = std::max<int64_t>(
-      1, int64_t(p.kernel_h) * p.kernel_w / (int64_t(p.upx) * p.upy));
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  tensorflow::Shard(threads->num_threads, threads->workers, p.major * p.out_h,
-                    p.out_w * p.minor * taps * 2, work);
+  ParallelFor(ctx, p.major * p.out_h, p.out_w * p.minor * TapsPerOutput(p) * 2, work);
 }
 
 // Row path (small minor, e.g. NCHW images viewed as [N*C, H, W, 1]): accumulate whole output rows
@@ -292,11 +279,7 @@ void UpFirDn2DRows(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, c
       }
     }
   };
-  const int64_t taps = std::max<int64_t>(
-      1, int64_t(p.kernel_h) * p.kernel_w / (int64_t(p.upx) * p.upy));
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  tensorflow::Shard(threads->num_threads, threads->workers, p.major * p.out_h,
-                    row_out * taps * 2 + row_in, work);
+  ParallelFor(ctx, p.major * p.out_h, row_out * TapsPerOutput(p) * 2 + row_in, work);
 }
 
 template <typename Device, typename T>
@@ -314,17 +297,13 @@ struct UpFirDn2DLaunch<CPUDevice, T> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
-
 template <typename T>
 struct UpFirDn2DLaunch<GPUDevice, T> {
   static void Run(OpKernelContext* ctx, const UpFirDn2DParams& p, const T* x, const float* k,
                   T* y) {
-    void* stream = static_cast<void*>(ctx->eigen_device<GPUDevice>().stream());
-    int err = upfirdn_2d_cuda(stream, p, std::is_same<T, Eigen::half>::value, x, k, y);
-    OP_REQUIRES(ctx, err == 0,
-                absl::InternalError(std::string("StyleganTlUpfirdn2d CUDA launch failed: ") +
-                                    cuda_error_string(err)));
+    const bool half = std::is_same<T, Eigen::half>::value;
+    OP_REQUIRES_OK(ctx, CudaStatus("StyleganTlUpfirdn2d",
+                                   upfirdn_2d_cuda(CudaStream(ctx), p, half, x, k, y)));
   }
 };
 #endif

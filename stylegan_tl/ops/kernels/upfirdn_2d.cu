@@ -1,17 +1,10 @@
 // CUDA launcher of StyleganTlUpfirdn2d: one thread per output element (grid-stride loop) over
 // x[major, in_h, in_w, minor], summing the taps that land on real input samples.
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
+#include "cuda_common.cuh"
 #include "upfirdn_2d.h"
 
 namespace stylegan_tl {
 namespace {
-
-__device__ inline float load(const float* p, int64_t i) { return p[i]; }
-__device__ inline float load(const __half* p, int64_t i) { return __half2float(p[i]); }
-__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ inline void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 
 template <typename T>
 __global__ void UpFirDn2DKernel(UpFirDn2DParams p, const T* x, const float* k, T* y) {
@@ -39,11 +32,8 @@ __global__ void UpFirDn2DKernel(UpFirDn2DParams p, const T* x, const float* k, T
 
 template <typename T>
 int Launch(void* stream, const UpFirDn2DParams& p, const void* x, const float* k, void* y) {
-  const int threads = 256;
   const int64_t total = p.major * p.out_h * p.out_w * p.minor;
-  const int64_t wanted = (total + threads - 1) / threads;
-  const int blocks = static_cast<int>(wanted < 65536 ? wanted : 65536);
-  UpFirDn2DKernel<T><<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+  UpFirDn2DKernel<T><<<GridSize(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       p, static_cast<const T*>(x), k, static_cast<T*>(y));
   return static_cast<int>(cudaGetLastError());
 }
