@@ -290,6 +290,8 @@ def load_dataset(data: str, resolution: int, letterbox: bool = False, num_channe
                  min_images: int = 1, cache_dir: str = None) -> ImageArray:
     """Open ``data`` (TFRecords dir or image folder) at ``resolution``; DatasetError if unusable.
 
+    ``resolution`` None: the TFRecords' highest level, or :func:`probe_resolution` for a folder.
+
     Raises DatasetError (one line naming the directory) when the path is missing, holds fewer than
     ``min_images`` usable images, or the images do not match ``num_channels``.
     """
@@ -298,7 +300,7 @@ def load_dataset(data: str, resolution: int, letterbox: bool = False, num_channe
     if tfrecord_files(data):
         array = read_tfrecords(data, resolution)
     else:
-        array = load_image_folder(data, resolution, letterbox, num_channels, cache_dir)
+        array = load_image_folder(data, resolution or probe_resolution(data), letterbox, num_channels, cache_dir)
     if len(array) < min_images:
         extra = f" ({len(array.skipped)} unreadable skipped)" if array.skipped else ""
         raise DatasetError(f"{data}: {len(array)} usable image(s){extra}, need at least {min_images}")

@@ -20,10 +20,10 @@ from PIL import Image
 from conftest import FIXTURES
 from stylegan_tl import load_network_pkl, save_network_pkl
 from stylegan_tl import snapshot as snap_files
+from stylegan_tl.distribute import Adam
 from stylegan_tl.train import (TrainingDiverged, TrainingError, frozen_layer_names, resolve_hyperparams,
                                run_training, Options)
 
-pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE_C = str(FIXTURES / "C_v2_orig_orig_r16" / "network.pkl")
 DETERMINISTIC = dict(randomize_noise=False, style_mixing_prob=0.0)
@@ -66,6 +66,7 @@ def _max_change(before, after):
     return {name: float(np.abs(after.vars[name].numpy() - var.numpy()).max()) for name, var in before.vars.items()}
 
 
+@pytest.mark.slow
 def test_finetune_from_pickle_writes_a_loadable_snapshot(first_run):
     result, _ = first_run
     assert result["kimg"] == pytest.approx(0.008)
@@ -89,11 +90,13 @@ def test_finetune_from_pickle_writes_a_loadable_snapshot(first_run):
     assert int(arrays["G_opt/step"]) == 2 + 1  # 2 main steps + 1 lazy path-length step
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_skipped_and_named_in_the_log(first_run):
     _, lines = first_run
     assert any("broken.jpg" in line and "unreadable" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(first_run, photos, tmp_path):
     result, _ = first_run
     opts = dict(resume=FIXTURE_C, batch=4, snap=0.004, freezed=1, **DETERMINISTIC)
@@ -111,6 +114,7 @@ def test_resume_matches_an_uninterrupted_run(first_run, photos, tmp_path):
     assert again["snapshot"] == resumed["snapshot"] and again["kimg"] == pytest.approx(0.016)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_snapshot(photos, tmp_path):
     outdir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "stylegan_tl.train", f"--data={photos}", f"--resume={FIXTURE_C}",
@@ -140,6 +144,7 @@ def test_a_killed_run_resumes_from_its_last_snapshot(photos, tmp_path):
     load_network_pkl(result["snapshot"])
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_and_keeps_the_snapshots(photos, tmp_path):
     G, D, Gs = load_network_pkl(FIXTURE_C)
     D.set_var("Output/bias", np.array([np.nan], np.float32))
@@ -162,6 +167,7 @@ print("STATS" + json.dumps(r["stats"]))
 """
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_same_losses_as_one_device(photos, tmp_path):
     # From-scratch nets without minibatch-stddev (whose groups depend on the per-replica batch).
     stats = []
@@ -205,3 +211,41 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "missing: dataset directory not found" in last
     assert "Traceback" not in out.stderr
+
+
+def test_adam_matches_a_hand_computation():
+    import collections
+
+    import tensorflow as tf
+
+    var = tf.Variable([1.0, -2.0])
+    opt = Adam(collections.OrderedDict(w=var), lr=0.1, beta1=0.5, beta2=0.9, epsilon=1e-8)
+    m = v = np.zeros(2)
+    w = np.array([1.0, -2.0])
+    for t, g in enumerate([np.array([0.3, -1.0]), np.array([-0.2, 0.5])], start=1):
+        opt.apply([tf.constant(g, tf.float32)])
+        m, v = 0.5 * m + 0.5 * g, 0.9 * v + 0.1 * g * g
+        w = w - 0.1 * np.sqrt(1 - 0.9 ** t) / (1 - 0.5 ** t) * m / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-5)
+    state = opt.state_dict("G_opt")
+    np.testing.assert_allclose(state["G_opt/m/w"], m, rtol=1e-5)
+    assert int(state["G_opt/step"]) == 2
+
+
+def test_loss_scaling_skips_a_non_finite_step_and_halves_the_scale():
+    import collections
+
+    import tensorflow as tf
+
+    var = tf.Variable([1.0])
+    opt = Adam(collections.OrderedDict(w=var), lr=0.1, loss_scaling=True)
+    scale = float(opt.loss_scale.numpy())
+    assert not bool(opt.apply([tf.constant([np.inf])]))
+    assert var.numpy()[0] == 1.0 and float(opt.loss_scale.numpy()) == scale / 2
+    assert bool(opt.apply([tf.constant([0.5 * scale / 2])]))  # scaled gradient 0.5
+    assert var.numpy()[0] < 1.0 and int(opt.step.numpy()) == 1
+
+
+def test_fp16_is_refused_on_cpu(photos, tmp_path):
+    with pytest.raises(TrainingError, match="--fp16 needs a GPU"):
+        run_training(photos, str(tmp_path), resume=FIXTURE_C, fp16=True)
