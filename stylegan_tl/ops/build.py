@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,8 @@ def _run(cmd, what):
 
 
 def _tool_version(exe, what):
-    return _run([exe, "--version"], f"{what} version check").strip().splitlines()[-1]
+    """The ``--version`` text of a compiler (part of the cache key)."""
+    return _run([exe, "--version"], f"{what} version check").strip()
 
 
 def find_nvcc():
@@ -163,7 +165,14 @@ def cuda_decision():
         return None, "TensorFlow is not a CUDA build"
     if forced != "1" and not tf.config.list_physical_devices("GPU"):
         return None, f"TensorFlow sees no GPU (set {ENV_CUDA}=1 to build them anyway)"
-    return nvcc, f"CUDA kernels built with {nvcc}"
+    match = re.search(r"release (\d+\.\d+)", _tool_version(nvcc, "nvcc"))
+    nvcc_cuda = match.group(1) if match else "?"
+    tf_cuda = tf.sysconfig.get_build_info().get("cuda_version", "?")
+    if nvcc_cuda.split(".")[0] != tf_cuda.split(".")[0]:
+        logging.warning("nvcc is CUDA %s but TensorFlow was built with CUDA %s; if the ops fail on "
+                        "the GPU, put a matching toolkit's nvcc first on PATH or set %s",
+                        nvcc_cuda, tf_cuda, ENV_NVCC)
+    return nvcc, f"CUDA kernels built with {nvcc} (CUDA {nvcc_cuda})"
 
 
 def _commands(workdir, nvcc, check_only=False):

@@ -11,7 +11,6 @@ import os
 from absl import logging
 
 from ..errors import BuildError, StyleGANTLError
-from . import build
 
 ENV_MODE = "STYLEGAN_TL_OPS"
 MODES = ("ref", "custom", "auto")
@@ -47,6 +46,9 @@ def resolve_impl(impl):
 
 def load_library():
     """Return the loaded custom-op module (builds it on first use); raises BuildError."""
+    # Imported here so that `python -m stylegan_tl.ops.build` does not find its own module
+    # already imported by the package.
+    from . import build
     return build.load_ops_library()
 
 
