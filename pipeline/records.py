@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -153,6 +154,9 @@ class Workspace:
         return self.path(record["outputs"][name])
 
 
+_BANNER = re.compile(r"([^\w\s])\1{3,}")  # '!!!!!!' or '=====' rulers around a message
+
+
 class _WarningCollector(logging.Handler):
     def __init__(self):
         super().__init__(level=logging.WARNING)
@@ -161,14 +165,14 @@ class _WarningCollector(logging.Handler):
     def emit(self, record):
         if record.name == "py.warnings":  # third-party library chatter, not the run's warnings
             return
-        message = record.getMessage().strip().splitlines()
-        if message and message[0] not in self.messages:
-            self.messages.append(message[0])
+        message = " ".join(_BANNER.sub(" ", record.getMessage()).split())[:500]
+        if message and message not in self.messages:
+            self.messages.append(message)
 
 
 @contextlib.contextmanager
 def collect_warnings():
-    """Collect the first line of every WARNING+ record logged (absl or Python logging) while active.
+    """Collect every WARNING+ record logged (absl or Python logging) while active, on one line.
 
     Python ``warnings`` (deprecations and the like from libraries) are not collected.
     """

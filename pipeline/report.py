@@ -36,14 +36,16 @@ def read_scalars(log_dir: str) -> Dict[str, Series]:
     """Scalars logged under ``log_dir``: ``{tag: [(step, value), ...]}`` sorted by step.
 
     Reads TensorBoard event files (``events.out.tfevents.*``, any depth; TF2 tensor summaries and
-    TF1 simple values). Tags of sub-folders are prefixed with the folder (``'train/loss'``).
+    TF1 simple values). Tags of sub-folders are prefixed with the folder (``'train/loss'``) unless
+    they already start with it. A step logged twice (a resumed run repeats the steps after its
+    last snapshot) keeps the value of the newest event file.
     """
     import tensorflow as tf  # only the report of a run with training logs needs it
-    scalars: Dict[str, Series] = {}
+    scalars: Dict[str, Dict[int, float]] = {}
     pattern = os.path.join(log_dir, "**", "events.out.tfevents.*")
     for path in sorted(glob.glob(pattern, recursive=True)):
-        prefix = os.path.relpath(os.path.dirname(path), log_dir)
-        prefix = "" if prefix == "." else prefix.replace(os.sep, "/") + "/"
+        folder = os.path.relpath(os.path.dirname(path), log_dir)
+        folder = "" if folder == "." else folder.replace(os.sep, "/") + "/"
         for raw in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(raw.numpy())
             for value in event.summary.value:
@@ -56,8 +58,9 @@ def read_scalars(log_dir: str) -> Dict[str, Series]:
                     number = float(number.reshape(()))
                 else:
                     continue
-                scalars.setdefault(prefix + value.tag, []).append((event.step, float(number)))
-    return {tag: sorted(points) for tag, points in scalars.items()}
+                tag = value.tag if value.tag.startswith(folder) else folder + value.tag
+                scalars.setdefault(tag, {})[event.step] = float(number)
+    return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 
 def svg_chart(title: str, points: Series, width: int = 320, height: int = 180) -> str:
@@ -75,6 +78,8 @@ def svg_chart(title: str, points: Series, width: int = 320, height: int = 180) -
         sx = lambda x: left + (x - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
         sy = lambda y: height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)  # noqa: E731
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="#1f77b4"/>'
+                  for x, y in (finite if len(finite) < 10 else [])]
         parts += [
             f'<rect x="{left}" y="{top}" width="{width - left - right}" '
             f'height="{height - top - bottom}" fill="none" stroke="#bbb"/>',
@@ -168,8 +173,13 @@ def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:
         if not scalars:
             out.append("<p>No scalars logged.</p>")
             continue
+        varying = {tag: p for tag, p in scalars.items() if len({y for _, y in p}) > 1}
         out.append('<div class="charts">' + "".join(
-            svg_chart(tag, points) for tag, points in sorted(scalars.items())) + "</div>")
+            svg_chart(tag, points) for tag, points in sorted(varying.items())) + "</div>")
+        constant = sorted(f"{tag} = {points[0][1]:.4g}" for tag, points in scalars.items()
+                          if tag not in varying)
+        if constant:
+            out.append(f"<p>Constant: {html.escape(', '.join(constant))}.</p>")
     return "\n".join(out)
 
 

@@ -11,7 +11,9 @@ trainer's outdir), ``samples/``, ``sr_data/`` (held-out split + degraded copies)
 """
 
 import dataclasses
+import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ from pipeline.records import (Stage, StageResult, Workspace, atomic_write_bytes,
 
 
 def _save_png(path: str, image: Image.Image) -> None:
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -79,20 +81,31 @@ def check_photo_folder(data_dir: str) -> str:
 
 
 def starting_pickle(cfg):
-    """The local path of ``cfg.resume_pkl`` if it is a file, else None (scratch, URL, name)."""
-    return cfg.resume_pkl if os.path.isfile(cfg.resume_pkl) else None
+    """Local path of the starting network (an URL or official name is downloaded into the cache
+    once), or None for a network from scratch."""
+    if cfg.resume_pkl == presets.SCRATCH:
+        return None
+    from stylegan_tl.pretrained import resolve_network_pkl
+    return resolve_network_pkl(cfg.resume_pkl)
+
+
+@functools.lru_cache(maxsize=4)
+def _pickle_resolution(path: str, size: int, mtime_ns: int):
+    from stylegan_tl.pickle_io import read_network_pkl
+    gs = read_network_pkl(path)[2]
+    synthesis = gs.components.get("synthesis")
+    for kwargs in (gs.static_kwargs, synthesis.static_kwargs if synthesis else {}):
+        if kwargs.get("resolution"):
+            return int(kwargs["resolution"])
+    return None
 
 
 def gan_resolution(cfg) -> int:
-    """The GAN's resolution: a local starting pickle's own, else ``cfg.resolution``."""
+    """The GAN's resolution: the starting network's own, else ``cfg.resolution``."""
     path = starting_pickle(cfg)
     if path:
-        from stylegan_tl.pickle_io import read_network_pkl
-        gs = read_network_pkl(path)[2]
-        synthesis = gs.components.get("synthesis")
-        for kwargs in (gs.static_kwargs, synthesis.static_kwargs if synthesis else {}):
-            if kwargs.get("resolution"):
-                return int(kwargs["resolution"])
+        st = os.stat(path)
+        return _pickle_resolution(path, st.st_size, st.st_mtime_ns) or cfg.resolution
     return cfg.resolution
 
 
@@ -123,9 +136,8 @@ _GAN_RESUME_IGNORES = ("kimg", "snap")
 
 
 def _finetune_params(cfg) -> dict:
-    scratch = cfg.resume_pkl == presets.SCRATCH
-    return {"resume_pkl": None if scratch or starting_pickle(cfg) else cfg.resume_pkl,
-            "scratch": {"family": cfg.family, "resolution": cfg.resolution,
+    scratch = cfg.resume_pkl == presets.SCRATCH  # else: the pickle's content is an input
+    return {"scratch": {"family": cfg.family, "resolution": cfg.resolution,
                         "fmap_max": cfg.fmap_max} if scratch else None,
             "kimg": cfg.kimg, "batch": cfg.batch, "gamma": cfg.gamma, "aug": cfg.aug,
             "mirror": cfg.mirror, "freezed": cfg.freezed, "snap": cfg.snap, "seed": cfg.seed}
@@ -145,7 +157,7 @@ def _finetune(cfg, ws, resume):
                                   G_kwargs={"fmap_max": cfg.fmap_max},
                                   D_kwargs={"fmap_max": cfg.fmap_max})
     else:
-        start, extra = starting_pickle(cfg) or cfg.resume_pkl, {}
+        start, extra = starting_pickle(cfg), {}
     # An outdir holding a snapshot + training state makes run_training continue it.
     out = run_training(data=_require(ws, "prepare", "prepared"), outdir=outdir, resume=start,
                        kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
