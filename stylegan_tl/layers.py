@@ -10,6 +10,7 @@ Equalized learning rate (spec 2.1): variables are stored unscaled and multiplied
 """
 
 import collections
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -126,8 +127,9 @@ def modulated_conv2d(x, w, styles, demodulate=True, fused_modconv=True, up=False
         w: [k, k, I, O] runtime (already equalized-lr scaled) weight.
         styles: [N, I] per-sample input-channel scales (``affine(w) + 1``).
         demodulate: normalise each output channel's per-sample weight to unit norm (eps 1e-8).
-        fused_modconv: True = per-sample weights ``w * s * d`` convolved sample by sample (NVIDIA's
-            grouped conv); False = ``conv(x * s, w) * d``. Mathematically identical.
+        fused_modconv: True = per-sample weights ``w * s * d`` (NVIDIA's grouped conv: one grouped
+            conv when TF supports it, else one conv per sample, which up/down-sampling layers always
+            use); False = ``conv(x * s, w) * d``. Mathematically identical.
         up / down / resample_kernel: see :func:`conv2d_resample`.
     Returns:
         [N, H', W', O] NHWC.
@@ -138,14 +140,53 @@ def modulated_conv2d(x, w, styles, demodulate=True, fused_modconv=True, up=False
     if fused_modconv:
         if demodulate:
             ww = ww * d[:, tf.newaxis, tf.newaxis, tf.newaxis, :]
-        return tf.map_fn(
-            lambda xw: conv2d_resample(xw[0][tf.newaxis], xw[1], up, down, resample_kernel)[0],
-            (x, ww), fn_output_signature=x.dtype)
+        if not (up or down) and grouped_conv_supported():
+            return _grouped_conv2d(x, ww)
+        per_sample = tf.autograph.experimental.do_not_convert(
+            lambda xw: conv2d_resample(xw[0][tf.newaxis], xw[1], up, down, resample_kernel)[0])
+        return tf.map_fn(per_sample, (x, ww), fn_output_signature=x.dtype)
     x = x * styles[:, tf.newaxis, tf.newaxis, :]
     x = conv2d_resample(x, w, up, down, resample_kernel)
     if demodulate:
         x = x * d[:, tf.newaxis, tf.newaxis, :]
     return x
+
+
+@functools.lru_cache(maxsize=None)
+def grouped_conv_supported():
+    """Whether this TF build runs grouped convolutions with first and second derivatives.
+
+    True with oneDNN (TF's default on x86 CPUs) and cuDNN; False with TF's Eigen CPU kernels
+    (``TF_ENABLE_ONEDNN_OPTS=0``), where the fused modulated conv falls back to one conv per sample.
+    """
+    with tf.init_scope():
+        x, w = tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4])
+        try:
+            with tf.GradientTape() as outer:
+                outer.watch(w)
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    y = tf.reduce_sum(tf.square(tf.nn.conv2d(x, w, 1, "SAME")))
+                penalty = tf.reduce_sum(tf.square(inner.gradient(y, x)))
+            return outer.gradient(penalty, w) is not None
+        except (tf.errors.OpError, ValueError):
+            return False
+
+
+def _grouped_conv2d(x, ww):
+    """Per-sample 'SAME' convolution as ONE grouped conv (NVIDIA's fused modconv).
+
+    Args:
+        x: [N, H, W, I] NHWC. ww: [N, k, k, I, O] per-sample weights.
+    Returns:
+        [N, H, W, O] NHWC: sample n convolved with ww[n].
+    """
+    k, in_c, out_c = ww.shape[1], ww.shape[3], ww.shape[4]
+    h, w = x.shape[1], x.shape[2]
+    xg = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, -1])           # [1, H, W, N*I]
+    wg = tf.reshape(tf.transpose(ww, [1, 2, 3, 0, 4]), [k, k, in_c, -1])    # [k, k, I, N*O]
+    y = tf.nn.conv2d(xg, wg, strides=1, padding="SAME")                       # [1, H, W, N*O]
+    return tf.transpose(tf.reshape(y, [h, w, -1, out_c]), [2, 0, 1, 3])
 
 
 def minibatch_stddev(x, group_size=4, num_new_features=1):
