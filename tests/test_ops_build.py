@@ -101,3 +101,20 @@ def test_cuda_sources_compile_with_nvcc(tmp_path):
     report = build.check_cuda_sources(str(tmp_path))
     compiled = [name for names, _ in report for name in names]
     assert set(compiled) == set(build.CUDA_SOURCES) | set(build.CPP_SOURCES)
+
+
+def test_include_shim_points_third_party_gpus_at_the_toolkit(tmp_path, monkeypatch):
+    toolkit = tmp_path / "cuda"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "include").mkdir()
+    (toolkit / "bin" / "nvcc").write_text("")
+    (toolkit / "include" / "cuda_runtime.h").write_text("// fake\n")
+    tf_include = tmp_path / "tf_include"
+    tf_include.mkdir()
+    monkeypatch.setattr(build.tf.sysconfig, "get_include", lambda: str(tf_include))
+    monkeypatch.setenv("STYLEGAN_TL_CACHE", str(tmp_path / "cache"))
+    shim = build.cuda_include_shim(str(toolkit / "bin" / "nvcc"))
+    assert (shim / "third_party/gpus/cuda/include/cuda_runtime.h").read_text() == "// fake\n"
+    (tf_include / "third_party/gpus/cuda/include").mkdir(parents=True)
+    (tf_include / "third_party/gpus/cuda/include/cuda_runtime.h").write_text("")
+    assert build.cuda_include_shim(str(toolkit / "bin" / "nvcc")) is None  # wheel has them

@@ -27,8 +27,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
+import tensorflow as tf
 from absl import logging
 
 from ..errors import BuildError
@@ -104,7 +106,6 @@ def cuda_include_shim(nvcc):
     wheels ship them inside ``tensorflow/include``; otherwise a symlink tree in the cache points
     it at the CUDA toolkit found next to ``nvcc``.
     """
-    import tensorflow as tf
     tf_include = pathlib.Path(tf.sysconfig.get_include())
     if (tf_include / "third_party/gpus/cuda/include/cuda_runtime.h").exists():
         return None
@@ -126,7 +127,6 @@ def cuda_archs(nvcc):
     if os.environ.get(ENV_CUDA_ARCH):
         return [a.strip() for a in os.environ[ENV_CUDA_ARCH].replace(";", ",").split(",")
                 if a.strip()]
-    import tensorflow as tf
     archs = set()
     for gpu in tf.config.list_physical_devices("GPU"):
         cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
@@ -154,7 +154,6 @@ def _gencode_flags(archs):
 
 def cuda_decision():
     """Return ``(nvcc or None, note)``: whether the library gets CUDA kernels, and why."""
-    import tensorflow as tf
     forced = os.environ.get(ENV_CUDA, "").strip()
     if forced == "0":
         return None, f"CUDA kernels disabled by {ENV_CUDA}=0"
@@ -180,14 +179,12 @@ def _commands(workdir, nvcc, check_only=False):
 
     ``check_only`` compiles the host sources without optimisation (a faster syntax check).
     """
-    import tensorflow as tf
     cflags = tf.sysconfig.get_compile_flags()
     lflags = tf.sysconfig.get_link_flags()
     cxx = os.environ.get(ENV_CXX) or "g++"
     commands, objects, defines = [], [], []
     if nvcc:
         shim = cuda_include_shim(nvcc)
-        shim_flags = [f"-I{shim}"] if shim else []
         arch_flags = _gencode_flags(cuda_archs(nvcc))
         host = ["-ccbin", os.environ[ENV_CXX]] if os.environ.get(ENV_CXX) else []
         for src in CUDA_SOURCES:
@@ -195,9 +192,11 @@ def _commands(workdir, nvcc, check_only=False):
             commands.append([nvcc, *_NVCC_FLAGS, *arch_flags, *host, str(KERNEL_DIR / src),
                              "-o", obj])
             objects.append(obj)
-        tf_include = pathlib.Path(tf.sysconfig.get_include())
-        defines = ["-DGOOGLE_CUDA=1", f"-I{tf_include / 'third_party/gpus/cuda/include'}",
-                   *[f"-I{shim / 'third_party/gpus/cuda/include'}" for shim in [shim] if shim]]
+        # TF's headers include "third_party/gpus/cuda/include/..."; Eigen includes
+        # <cuda_runtime.h> directly: both must resolve.
+        cuda_root = pathlib.Path(shim or tf.sysconfig.get_include())
+        defines = ["-DGOOGLE_CUDA=1", f"-I{cuda_root}",
+                   f"-I{cuda_root / 'third_party/gpus/cuda/include'}"]
     out = str(pathlib.Path(workdir) / f"{LIB_NAME}.so")
     cxx_flags = [f for f in _CXX_FLAGS if f != "-O3"] + ["-O0"] if check_only else _CXX_FLAGS
     commands.append([cxx, *cxx_flags, *cflags, *defines,
@@ -206,7 +205,6 @@ def _commands(workdir, nvcc, check_only=False):
 
 
 def _cache_key(commands, workdir, nvcc):
-    import tensorflow as tf
     h = hashlib.sha256()
     h.update(_CACHE_TAG.encode())
     h.update(tf.__version__.encode())
@@ -262,6 +260,7 @@ def build_library(force=False):
 
 _loaded = None      # (module, BuildResult) once loaded
 _load_error = None  # the BuildError of a failed attempt (not retried in this process)
+_load_lock = threading.Lock()
 
 
 def load_ops_library():
@@ -270,17 +269,17 @@ def load_ops_library():
     The outcome is memoised per process, including failures.
     """
     global _loaded, _load_error
-    if _loaded is None and _load_error is None:
-        try:
-            result = build_library()
-            import tensorflow as tf
+    with _load_lock:
+        if _loaded is None and _load_error is None:
             try:
-                module = tf.load_op_library(str(result.path))
-            except Exception as e:  # noqa: BLE001 - TF raises NotFoundError and others
-                raise BuildError(f"{result.path}: cannot be loaded: {e}") from None
-            _loaded = (module, result)
-        except BuildError as e:
-            _load_error = e
+                result = build_library()
+                try:
+                    module = tf.load_op_library(str(result.path))
+                except Exception as e:  # noqa: BLE001 - TF raises NotFoundError and others
+                    raise BuildError(f"{result.path}: cannot be loaded: {e}") from None
+                _loaded = (module, result)
+            except BuildError as e:
+                _load_error = e
     if _load_error is not None:
         raise _load_error
     return _loaded[0]
@@ -321,7 +320,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         result = build_library(force=args.force)
-        import tensorflow as tf
         tf.load_op_library(str(result.path))
         state = "cached" if result.cached else "built"
         print(f"{state}: {result.path} in {result.seconds:.1f} s; CPU kernels: fused_bias_act, "
