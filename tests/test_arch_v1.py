@@ -267,3 +267,13 @@ def test_generator_second_order_gradient_through_synthesis():
     assert missing == ["ToRGB_lod2/weight", "ToRGB_lod2/bias", "ToRGB_lod1/weight", "ToRGB_lod1/bias",
                        "ToRGB_lod0/bias"]
     assert all(np.all(np.isfinite(gr)) for gr in grads if gr is not None)
+
+
+@pytest.mark.slow
+def test_default_1024_networks_have_nvidias_parameter_counts():
+    """NVIDIA's README numbers for the official FFHQ networks: G/Gs 26,219,627 and D 23,087,249."""
+    g = arch_v1.G_style({"resolution": 1024})
+    d = arch_v1.D_basic({"resolution": 1024, "num_channels": 3})
+    count = lambda *modules: sum(int(np.prod(v.shape)) for m in modules for v in m.own_vars.values() if v.trainable)
+    assert count(g, g.mapping, g.synthesis) == 26_219_627
+    assert count(d) == 23_087_249
