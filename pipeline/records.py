@@ -12,13 +12,17 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import io
 import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from typing import Callable, Dict, Optional, Tuple
+
+from pipeline import PipelineError
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -33,6 +37,21 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def atomic_write_json(path: str, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def atomic_save_png(path: str, image) -> None:
+    """Save a PIL image as PNG, atomically."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def fresh_dir(path: str, resume: bool) -> str:
+    """Create ``path``; when not resuming, first remove what a previous attempt left there."""
+    if not resume and os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _sha256(path: str) -> str:
@@ -152,6 +171,23 @@ class Workspace:
         if not record or record.get("status") != "complete" or name not in record["outputs"]:
             return None
         return self.path(record["outputs"][name])
+
+    def require(self, stage: str, name: str) -> str:
+        """Like :meth:`output`, but a PipelineError when ``stage`` has not completed."""
+        path = self.output(stage, name)
+        if not path:
+            raise PipelineError(f"{self.record_path(stage)}: stage {stage} has not completed "
+                                f"(run --stage={stage} first)")
+        return path
+
+    def run_dir(self, stage: str, key_params: dict) -> str:
+        """``<work_dir>/<stage>/run-<key>``: a trainer's outdir, one per ``key_params`` and input
+        content of the stage's current record, so that other settings start a new run beside
+        the old one and the same settings resume in place."""
+        inputs = self.load_record(stage)["inputs"]
+        content = {name: {rel: [v[0], v[2]] for rel, v in fp.items()} for name, fp in inputs.items()}
+        key = hashlib.sha256(json.dumps([key_params, content], sort_keys=True).encode())
+        return self.path(stage, f"run-{key.hexdigest()[:10]}")
 
 
 _BANNER = re.compile(r"([^\w\s])\1{3,}")  # '!!!!!!' or '=====' rulers around a message

@@ -155,15 +155,20 @@ def _table(rows: List[Tuple[str, object]], header: Tuple[str, ...] = ()) -> str:
 
 
 def _metrics_section(metrics: dict) -> str:
-    if not metrics:
+    if not metrics.get("protocols"):
         return "<h2>Super-resolution metrics</h2><p>No metrics (no held-out photos).</p>"
-    rows = [(name, f"{metrics[f'{name}_psnr_y']:.2f}", f"{metrics[f'{name}_ssim']:.4f}")
-            for name in ("model", "bicubic")]
-    gain = metrics["model_psnr_y"] - metrics["bicubic_psnr_y"]
+    rows = []
+    for protocol, scores in metrics["protocols"].items():
+        gain = scores["model_psnr"] - scores["bicubic_psnr"]
+        rows += [(protocol, "model", f"{scores['model_psnr']:.2f}", f"{gain:+.2f}",
+                  f"{scores['model_ssim']:.4f}"),
+                 (protocol, "bicubic", f"{scores['bicubic_psnr']:.2f}", "",
+                  f"{scores['bicubic_ssim']:.4f}")]
     return ("<h2>Super-resolution metrics on held-out photos</h2>"
-            f"<p>{metrics.get('num_images', '?')} held-out photos, x{metrics.get('scale', '?')}, "
-            "PSNR on Y with a border crop of the scale; model gain over bicubic: "
-            f"<b>{gain:+.2f} dB</b>.</p>" + _table(rows, ("method", "PSNR-Y (dB)", "SSIM")))
+            f"<p>{metrics['num_images']} held-out photos ({html.escape(metrics['source'])}), "
+            f"x{metrics['scale']}: each photo is degraded, then restored by the model or by "
+            "bicubic upscaling. PSNR and SSIM on Y (BT.601), border crop of the scale.</p>"
+            + _table(rows, ("degradation", "method", "PSNR-Y (dB)", "gain (dB)", "SSIM-Y")))
 
 
 def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:

@@ -207,13 +207,15 @@ def test_all_stages_produce_every_artefact(tiny_run):
         assert small.size == (16, 16) and big.size == (16 * cfg.sr_scale,) * 2
     summary = json.load(open(ws.path("summary.json")))
     metrics = summary["sr_metrics"]
-    assert metrics["num_images"] == 2 and metrics["scale"] == 2
-    assert 10 < metrics["model_psnr_y"] < 60 and 10 < metrics["bicubic_psnr_y"] < 60
+    assert metrics["num_images"] == 2 and metrics["scale"] == 2 and len(metrics["protocols"]) == 2
+    for scores in metrics["protocols"].values():
+        assert 10 < scores["model_psnr"] < 60 and 10 < scores["bicubic_psnr"] < 60
     assert summary["gan"]["snapshot"] == ws.rel(snapshot) and len(summary["pairs"]) == 3
     assert any("RANDOM" in w["message"] for w in summary["warnings"])   # vgg_weights='none'
     page = open(ws.path("report.html")).read()
     assert page.count("data:image/png;base64,") == 2 * 3 + 2 * 3  # figure + zoomed crops
-    assert "PSNR-Y" in page and f"{metrics['model_psnr_y']:.2f}" in page and "RANDOM" in page
+    scores = metrics["protocols"]["bicubic downscale only (BI)"]
+    assert "PSNR-Y" in page and f"{scores['model_psnr']:.2f}" in page and "RANDOM" in page
     assert "<svg" in page and "<polyline" in page                    # training curves
 
 

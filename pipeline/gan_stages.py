@@ -1,0 +1,150 @@
+"""The StyleGAN stages: ``prepare``, ``finetune``, ``generate`` (calls into ``stylegan_tl``).
+
+Each is a :class:`pipeline.records.Stage`: the settings it depends on (``params``), the files whose
+content it depends on (``inputs``: the photos, the starting pickle, or an earlier stage's outputs
+read from that stage's record) and ``run``, which returns a :class:`StageResult`.
+"""
+
+import functools
+import os
+
+import numpy as np
+from PIL import Image
+
+from pipeline import PipelineError, presets
+from pipeline.records import Stage, StageResult, atomic_save_png, fresh_dir
+
+
+def check_photo_folder(data_dir: str) -> str:
+    """Return ``data_dir`` if it is a folder holding at least one image file.
+
+    Raises:
+      PipelineError: missing, empty, or no image files (one line naming the folder).
+    """
+    from stylegan_tl.dataset import IMAGE_EXTENSIONS, list_image_files
+    if not os.path.isdir(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir is not a directory")
+    if not os.listdir(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir is empty")
+    if not list_image_files(data_dir):
+        raise PipelineError(f"{data_dir}: --data_dir has no image files "
+                            f"({' '.join(IMAGE_EXTENSIONS)})")
+    return data_dir
+
+
+def starting_pickle(cfg):
+    """Local path of the starting network (an URL or official name is downloaded into the cache
+    once), or None for a network from scratch."""
+    if cfg.resume_pkl == presets.SCRATCH:
+        return None
+    from stylegan_tl.pretrained import resolve_network_pkl
+    return resolve_network_pkl(cfg.resume_pkl)
+
+
+@functools.lru_cache(maxsize=4)
+def _pickle_resolution(path: str, size: int, mtime_ns: int):
+    from stylegan_tl.pickle_io import read_network_pkl
+    gs = read_network_pkl(path)[2]
+    synthesis = gs.components.get("synthesis")
+    for kwargs in (gs.static_kwargs, synthesis.static_kwargs if synthesis else {}):
+        if kwargs.get("resolution"):
+            return int(kwargs["resolution"])
+    return None
+
+
+def gan_resolution(cfg) -> int:
+    """The GAN's resolution: the starting network's own, else ``cfg.resolution``."""
+    path = starting_pickle(cfg)
+    if path:
+        st = os.stat(path)
+        return _pickle_resolution(path, st.st_size, st.st_mtime_ns) or cfg.resolution
+    return cfg.resolution
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare: photos -> prepared/*.png, square, at the GAN resolution
+
+
+def _prepare(cfg, ws, resume):
+    from stylegan_tl.dataset import list_image_files, load_dataset
+    array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=1)
+    files = [os.path.relpath(f, cfg.data_dir) for f in list_image_files(cfg.data_dir)]
+    names = [f for f in files if f not in set(array.skipped)]
+    out = fresh_dir(ws.path("prepared"), resume=False)
+    for name, chw in zip(names, array.images):
+        stem = os.path.splitext(name)[0].replace(os.sep, "__")
+        atomic_save_png(os.path.join(out, f"{stem}.png"),
+                        Image.fromarray(np.transpose(chw, (1, 2, 0))))
+    warnings = [f"unreadable photo skipped: {name}" for name in array.skipped]
+    return StageResult({"prepared": out}, {"num_images": len(names),
+                                           "resolution": array.resolution}, warnings)
+
+
+PREPARE = Stage(
+    "prepare",
+    params=lambda cfg: {"resolution": gan_resolution(cfg)},
+    inputs=lambda cfg, ws: {"photos": check_photo_folder(cfg.data_dir)},
+    run=_prepare)
+
+# ---------------------------------------------------------------------------------------------
+# finetune: stylegan_tl.train.run_training
+
+_GAN_RESUME_IGNORES = ("kimg", "snap")   # a longer run of the same settings continues
+
+
+def _finetune_params(cfg) -> dict:
+    scratch = cfg.resume_pkl == presets.SCRATCH  # else: the pickle's content is an input
+    return {"scratch": {"family": cfg.family, "resolution": cfg.resolution,
+                        "fmap_max": cfg.fmap_max} if scratch else None,
+            "kimg": cfg.kimg, "batch": cfg.batch, "gamma": cfg.gamma, "aug": cfg.aug,
+            "mirror": cfg.mirror, "freezed": cfg.freezed, "snap": cfg.snap, "seed": cfg.seed}
+
+
+def _finetune(cfg, ws, resume):
+    from stylegan_tl.train import run_training
+    params = _finetune_params(cfg)
+    key = {k: v for k, v in params.items() if k not in _GAN_RESUME_IGNORES}
+    outdir = fresh_dir(ws.run_dir("finetune", key), resume)
+    if params["scratch"]:
+        start, extra = None, dict(family=cfg.family, resolution=cfg.resolution,
+                                  G_kwargs={"fmap_max": cfg.fmap_max},
+                                  D_kwargs={"fmap_max": cfg.fmap_max})
+    else:
+        start, extra = starting_pickle(cfg), {}
+    # An outdir holding a snapshot + training state makes run_training continue it.
+    out = run_training(data=ws.require("prepare", "prepared"), outdir=outdir, resume=start,
+                       kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
+                       aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
+    result = {"kimg": out["kimg"], "stats": out.get("stats", {})}
+    return StageResult({"snapshot": out["snapshot"], "log_dir": out["log_dir"]}, result)
+
+
+FINETUNE = Stage(
+    "finetune", _finetune_params,
+    inputs=lambda cfg, ws: {"prepared": ws.require("prepare", "prepared"),
+                            "start_pkl": starting_pickle(cfg)},
+    run=_finetune, resume_ignores=_GAN_RESUME_IGNORES)
+
+# ---------------------------------------------------------------------------------------------
+# generate: stylegan_tl.generate.generate_images from the last snapshot's Gs
+
+
+def _generate(cfg, ws, resume):
+    from stylegan_tl import load_network_pkl
+    from stylegan_tl.generate import generate_images
+    _, _, gs = load_network_pkl(ws.require("finetune", "snapshot"))
+    out = ws.path("samples")
+    paths = generate_images(gs, cfg.seeds, truncation_psi=cfg.truncation_psi,
+                            noise_mode="const", outdir=out)
+    keep = {os.path.abspath(p) for p in paths}
+    for name in os.listdir(out):  # samples of seeds no longer asked for
+        if os.path.abspath(os.path.join(out, name)) not in keep:
+            os.remove(os.path.join(out, name))
+    return StageResult({"samples": out}, {"images": sorted(ws.rel(p) for p in paths)})
+
+
+GENERATE = Stage(
+    "generate",
+    params=lambda cfg: {"seeds": cfg.seeds, "truncation_psi": cfg.truncation_psi},
+    inputs=lambda cfg, ws: {"snapshot": ws.require("finetune", "snapshot")},
+    run=_generate)
