@@ -3,7 +3,7 @@ an interpolation GIF.
 
 Command line (see docs/generate.md)::
 
-    python -m stylegan_tl.generate --network=PKL_OR_NAME --seeds=0-7 --truncation_psi=0.7 --outdir=DIR \
+    python -m stylegan_tl.generate --network=PKL_OR_NAME --seeds=0-7 --truncation_psi=0.7 --outdir=DIR
         [--grid] [--noise_mode=const|random|none] [--interpolate=FRAMES] [--mixing] [--class=K]
 
 Conventions (NVIDIA's ``run_generator.py``): the latent of seed s is
