@@ -625,7 +625,7 @@ def _define_flags():
     f.DEFINE_enum("config", None, list(CONFIGS), "preset of batch/gamma/lr/ema_kimg")
     f.DEFINE_integer("fmap_base", None, "from scratch: fmap_base of G and D")
     f.DEFINE_integer("fmap_max", None, "from scratch: fmap_max of G and D")
-    f.DEFINE_integer("latent_size", None, "from scratch: size of z and w")
+    f.DEFINE_integer("latent_size", None, "from scratch: size of z, w and the mapping layers")
     f.DEFINE_integer("mapping_layers", None, "from scratch: layers of the mapping network")
     f.DEFINE_float("lr", None, "Adam learning rate (default 0.002)")
     f.DEFINE_float("ema_kimg", None, "half-life of the G EMA in kimg (default 10)")
@@ -638,7 +638,7 @@ def _define_flags():
 def _flag_options(FLAGS) -> dict:
     G_kwargs = {k: getattr(FLAGS, k) for k in ("fmap_base", "fmap_max", "mapping_layers") if getattr(FLAGS, k)}
     if FLAGS.latent_size:
-        G_kwargs.update(latent_size=FLAGS.latent_size, dlatent_size=FLAGS.latent_size)
+        G_kwargs.update(latent_size=FLAGS.latent_size, dlatent_size=FLAGS.latent_size, mapping_fmaps=FLAGS.latent_size)
     D_kwargs = {k: getattr(FLAGS, k) for k in ("fmap_base", "fmap_max") if getattr(FLAGS, k)}
     return dict(data=FLAGS.data, outdir=FLAGS.outdir, resume=FLAGS.resume, kimg=FLAGS.kimg, batch=FLAGS.batch,
                 gamma=FLAGS.gamma, mirror=FLAGS.mirror, aug=FLAGS.aug, freezed=FLAGS.freezed, snap=FLAGS.snap,
