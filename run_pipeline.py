@@ -93,10 +93,8 @@ def _project_errors() -> tuple:
 
 
 def _exit_code(error: Exception) -> int:
-    """Usage/input errors exit 2; other project errors (a failed run) exit 1."""
-    input_errors = ("DatasetError", "ImageReadError", "NetworkPickleError", "ConfigError",
-                    "WeightsError")
-    return 2 if isinstance(error, PipelineError) or type(error).__name__ in input_errors else 1
+    """1 for a run that failed (training diverged), 2 for bad usage or input."""
+    return 1 if type(error).__name__ == "TrainingDiverged" else 2
 
 
 def main(argv):

@@ -38,13 +38,13 @@ class Config:
     family: str = "stylegan2"           # architecture of a from-scratch network
     resolution: int = 64
     fmap_max: int = 64                  # channel cap of a from-scratch network
-    kimg: float = 1.0
+    kimg: float = 5.0
     batch: int = 8
     gamma: Optional[float] = None       # R1 weight; None = the training default for the resolution
     aug: str = "noaug"                  # 'noaug' or 'ada'
     mirror: bool = True
     freezed: int = 0
-    snap: float = 1.0                   # snapshot interval, kimg
+    snap: float = 2.0                   # snapshot interval, kimg
     # Sampling (stylegan_tl.generate)
     seeds: List[int] = dataclasses.field(default_factory=lambda: list(range(8)))
     truncation_psi: float = 0.7
@@ -62,7 +62,7 @@ class Config:
 
 
 PRESETS = {
-    "demo": dict(data_dir=EMBEDDED_PHOTOS),
+    "demo": dict(data_dir=EMBEDDED_PHOTOS),  # the Config defaults are the demo
     "paper": dict(
         work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
         batch=32, gamma=100.0, aug="ada", snap=10.0, seeds=list(range(16)), sr_model=TRAIN,

@@ -23,14 +23,20 @@ def given_sr_model(cfg):
     """The model file used without training (None with ``--sr_model=train``).
 
     Raises:
-      PipelineError: the embedded model asked for at another scale than its own (x4).
+      PipelineError: a missing model file, or the embedded model asked for at another scale than
+        its own (x4).
     """
     if cfg.sr_model == presets.EMBEDDED:
         from superres_tf.enhance import DEFAULT_MODEL
         if cfg.sr_scale != 4:
             raise PipelineError(f"--sr_scale={cfg.sr_scale}: the embedded model ({DEFAULT_MODEL}) "
                                 "is x4; use --sr_scale=4, --sr_model=train or a model file")
+        if not os.path.isfile(DEFAULT_MODEL):
+            raise PipelineError(f"{DEFAULT_MODEL}: the embedded SR model is missing; "
+                                "use --sr_model=train or --sr_model=FILE.keras")
         return DEFAULT_MODEL
+    if cfg.sr_model != presets.TRAIN and not os.path.isfile(cfg.sr_model):
+        raise PipelineError(f"{cfg.sr_model}: --sr_model is not a file (nor 'embedded'/'train')")
     return None if cfg.sr_model == presets.TRAIN else cfg.sr_model
 
 
