@@ -114,5 +114,14 @@ def main(argv):
         sys.exit(_exit_code(error))
 
 
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad flag reported like any bad input (one line, exit 2)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -238,3 +238,14 @@ def test_second_run_skips_every_stage_and_force_redoes(tiny_run):
     steps.run(cfg, out=out)   # the report follows the redone enhance; the rest is up to date
     ran = [line.split()[-1] for line in out.getvalue().splitlines() if line.startswith("==>")]
     assert ran == ["report"] and _mtimes(ws.path("samples")) == before["samples"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage=nope"], "error: flag --stage=nope: value should be one of"),
+    (["--seeds=x-y"], "error: --seeds=x-y: expected"),
+    (["--preset=paper"], "error: --data_dir is required with --preset=paper"),
+    (["--stage=generate"], "stage finetune has not completed (run --stage=finetune first)")])
+def test_bad_flags_and_missing_stages_are_one_line_errors_with_exit_code_2(tmp_path, args, message):
+    proc = _cli(*args, f"--work_dir={tmp_path / 'w'}", cwd=str(tmp_path))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
