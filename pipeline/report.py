@@ -126,17 +126,28 @@ def zoom_pair(sample: Image.Image, enhanced: Image.Image, fraction: float = 0.25
     return crop(sample, Image.NEAREST), crop(enhanced, Image.LANCZOS)
 
 
-def _figure(pairs: List[Tuple[str, str]]) -> str:
-    samples = [Image.open(s) for s, _ in pairs]
-    enhanced = [Image.open(e) for _, e in pairs]
-    grid = (f'<div style="display:grid;grid-template-columns:repeat({len(pairs)},minmax(0,256px));'
-            'gap:6px">')
+def _load(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _figure(pairs: List[Tuple[str, str]], per_row: int = 8) -> str:
+    """The article's figure: samples above their enhanced versions (``per_row`` columns), then
+    zoomed crops of the first four side by side."""
+    samples = [_load(s) for s, _ in pairs]
+    enhanced = [_load(e) for _, e in pairs]
     out = ['<h2>GAN samples before and after super-resolution</h2>',
            f'<p>Top: GAN samples ({samples[0].size[0]} px, shown enlarged with nearest neighbour). '
-           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>', grid]
-    out += [_img(im, os.path.basename(p), pixelated=True) for im, (p, _) in zip(samples, pairs)]
-    out += [_img(im, os.path.basename(p)) for im, (_, p) in zip(enhanced, pairs)]
-    out.append('</div><h2>Zoomed crops (centre quarter)</h2><div class="row">')
+           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>']
+    columns = min(per_row, len(pairs))
+    for start in range(0, len(pairs), per_row):
+        chunk = range(start, min(start + per_row, len(pairs)))
+        out.append(f'<div style="display:grid;grid-template-columns:repeat({columns},'
+                   'minmax(0,256px));gap:6px;margin-bottom:16px">')
+        out += [_img(samples[i], os.path.basename(pairs[i][0]), pixelated=True) for i in chunk]
+        out += [_img(enhanced[i], os.path.basename(pairs[i][1])) for i in chunk]
+        out.append("</div>")
+    out.append('<h2>Zoomed crops (centre quarter)</h2><div class="row">')
     for (path, _), sample, enh in list(zip(pairs, samples, enhanced))[:4]:
         before, after = zoom_pair(sample, enh)
         name = os.path.basename(path)
