@@ -140,8 +140,8 @@ def modulated_conv2d(x, w, styles, demodulate=True, fused_modconv=True, up=False
     if fused_modconv:
         if demodulate:
             ww = ww * d[:, tf.newaxis, tf.newaxis, tf.newaxis, :]
-        if not (up or down) and grouped_conv_supported():
-            return _grouped_conv2d(x, ww)
+        if not down and grouped_conv_supported():
+            return _grouped_conv2d(x, ww, up, resample_kernel)
         per_sample = tf.autograph.experimental.do_not_convert(
             lambda xw: conv2d_resample(xw[0][tf.newaxis], xw[1], up, down, resample_kernel)[0])
         return tf.map_fn(per_sample, (x, ww), fn_output_signature=x.dtype)
@@ -173,20 +173,35 @@ def grouped_conv_supported():
             return False
 
 
-def _grouped_conv2d(x, ww):
-    """Per-sample 'SAME' convolution as ONE grouped conv (NVIDIA's fused modconv).
+def _grouped_conv2d(x, ww, up=False, resample_kernel=None):
+    """Per-sample convolution as ONE grouped conv (NVIDIA's fused modconv): 'SAME', or up by 2.
+
+    Up: the grouped transposed conv (stride 2, flipped kernel, 'VALID') followed by the FIR filter,
+    exactly as ``ops.upsample_conv_2d`` does for one group.
 
     Args:
         x: [N, H, W, I] NHWC. ww: [N, k, k, I, O] per-sample weights.
     Returns:
-        [N, H, W, O] NHWC: sample n convolved with ww[n].
+        [N, H', W', O] NHWC: sample n convolved with ww[n].
     """
+    n = tf.shape(x)[0]
     k, in_c, out_c = ww.shape[1], ww.shape[3], ww.shape[4]
     h, w = x.shape[1], x.shape[2]
-    xg = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, -1])           # [1, H, W, N*I]
-    wg = tf.reshape(tf.transpose(ww, [1, 2, 3, 0, 4]), [k, k, in_c, -1])    # [k, k, I, N*O]
-    y = tf.nn.conv2d(xg, wg, strides=1, padding="SAME")                       # [1, H, W, N*O]
-    return tf.transpose(tf.reshape(y, [h, w, -1, out_c]), [2, 0, 1, 3])
+    xg = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, -1])                       # [1, H, W, N*I]
+    if up:
+        wt = tf.reshape(tf.transpose(ww[:, ::-1, ::-1], [1, 2, 4, 0, 3]), [k, k, out_c, -1])  # [k, k, O, N*I]
+        h, w = 2 * (h - 1) + k, 2 * (w - 1) + k
+        y = tf.nn.conv2d_transpose(xg, wt, tf.stack([1, h, w, n * out_c]), strides=2, padding="VALID")
+    else:
+        wg = tf.reshape(tf.transpose(ww, [1, 2, 3, 0, 4]), [k, k, in_c, -1])            # [k, k, I, N*O]
+        y = tf.nn.conv2d(xg, wg, strides=1, padding="SAME")                               # [1, H, W, N*O]
+    y = tf.transpose(tf.reshape(y, [h, w, -1, out_c]), [2, 0, 1, 3])
+    if up:
+        fir = ops.setup_kernel([1, 1] if resample_kernel is None else resample_kernel) * 4
+        p = fir.shape[0] - 2 - (k - 1)
+        y = ops.upfirdn_2d(y, fir, padx0=(p + 1) // 2 + 1, padx1=p // 2 + 1, pady0=(p + 1) // 2 + 1,
+                           pady1=p // 2 + 1)
+    return y
 
 
 def minibatch_stddev(x, group_size=4, num_new_features=1):

@@ -33,6 +33,16 @@ def test_fused_and_non_fused_modconv_agree(up, down, kernel, demodulate):
     np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("up", [False, True])
+def test_fused_modconv_per_sample_fallback_agrees(monkeypatch, up):
+    """Without grouped-conv support (TF's Eigen CPU kernels) the fused path convolves sample by sample."""
+    x, w, s = _rand(2, 4, 4, 3, seed=14), _rand(3, 3, 3, 5, seed=15), _rand(2, 3, seed=16) + 1.0
+    grouped = layers.modulated_conv2d(x, w, s, fused_modconv=True, up=up, resample_kernel=[1, 3, 3, 1])
+    monkeypatch.setattr(layers, "grouped_conv_supported", lambda: False)
+    per_sample = layers.modulated_conv2d(x, w, s, fused_modconv=True, up=up, resample_kernel=[1, 3, 3, 1])
+    np.testing.assert_allclose(grouped.numpy(), per_sample.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_modconv_1x1_matches_numpy():
     x, w, s = _rand(2, 4, 4, 3, seed=4), _rand(1, 1, 3, 2, seed=5), _rand(2, 3, seed=6)
     ww = w.numpy()[0, 0][None] * s.numpy()[:, :, None]                  # [N, I, O]
