@@ -166,16 +166,6 @@ class FusedBiasActOp : public OpKernel {
   float alpha_, gain_, clamp_;
 };
 
-#define SGTL_REGISTER_FBA(DEVICE, DEVICE_TYPE, T)                                     \
-  REGISTER_KERNEL_BUILDER(                                                            \
-      Name("StyleganTlFusedBiasAct").Device(DEVICE).TypeConstraint<T>("T"),           \
-      FusedBiasActOp<DEVICE_TYPE, T>)
-
-SGTL_REGISTER_FBA(tensorflow::DEVICE_CPU, CPUDevice, float);
-SGTL_REGISTER_FBA(tensorflow::DEVICE_CPU, CPUDevice, Eigen::half);
-#if GOOGLE_CUDA
-SGTL_REGISTER_FBA(tensorflow::DEVICE_GPU, GPUDevice, float);
-SGTL_REGISTER_FBA(tensorflow::DEVICE_GPU, GPUDevice, Eigen::half);
-#endif
+SGTL_REGISTER_KERNELS("StyleganTlFusedBiasAct", FusedBiasActOp);
 
 }  // namespace stylegan_tl

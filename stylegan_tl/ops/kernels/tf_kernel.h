@@ -49,4 +49,21 @@ void ParallelFor(OpKernelContext* ctx, int64_t total, int64_t cost, Work&& work)
 
 }  // namespace stylegan_tl
 
+// Register OP_CLASS<Device, T> as the kernels of op OP_NAME for float and half, on the CPU and,
+// in CUDA builds, on the GPU.
+#define SGTL_REGISTER_ONE(OP_NAME, OP_CLASS, DEVICE, DEVICE_TYPE, T)                       \
+  REGISTER_KERNEL_BUILDER(Name(OP_NAME).Device(DEVICE).TypeConstraint<T>("T"),            \
+                          OP_CLASS<DEVICE_TYPE, T>)
+#if GOOGLE_CUDA
+#define SGTL_REGISTER_GPU(OP_NAME, OP_CLASS)                                              \
+  SGTL_REGISTER_ONE(OP_NAME, OP_CLASS, tensorflow::DEVICE_GPU, GPUDevice, float);         \
+  SGTL_REGISTER_ONE(OP_NAME, OP_CLASS, tensorflow::DEVICE_GPU, GPUDevice, Eigen::half)
+#else
+#define SGTL_REGISTER_GPU(OP_NAME, OP_CLASS)
+#endif
+#define SGTL_REGISTER_KERNELS(OP_NAME, OP_CLASS)                                          \
+  SGTL_REGISTER_ONE(OP_NAME, OP_CLASS, tensorflow::DEVICE_CPU, CPUDevice, float);         \
+  SGTL_REGISTER_ONE(OP_NAME, OP_CLASS, tensorflow::DEVICE_CPU, CPUDevice, Eigen::half);   \
+  SGTL_REGISTER_GPU(OP_NAME, OP_CLASS)
+
 #endif  // STYLEGAN_TL_TF_KERNEL_H_

@@ -350,16 +350,6 @@ class UpFirDn2DOp : public OpKernel {
   UpFirDnAttrs a_;
 };
 
-#define SGTL_REGISTER_UPFIRDN(DEVICE, DEVICE_TYPE, T)                               \
-  REGISTER_KERNEL_BUILDER(                                                          \
-      Name("StyleganTlUpfirdn2d").Device(DEVICE).TypeConstraint<T>("T"),            \
-      UpFirDn2DOp<DEVICE_TYPE, T>)
-
-SGTL_REGISTER_UPFIRDN(tensorflow::DEVICE_CPU, CPUDevice, float);
-SGTL_REGISTER_UPFIRDN(tensorflow::DEVICE_CPU, CPUDevice, Eigen::half);
-#if GOOGLE_CUDA
-SGTL_REGISTER_UPFIRDN(tensorflow::DEVICE_GPU, GPUDevice, float);
-SGTL_REGISTER_UPFIRDN(tensorflow::DEVICE_GPU, GPUDevice, Eigen::half);
-#endif
+SGTL_REGISTER_KERNELS("StyleganTlUpfirdn2d", UpFirDn2DOp);
 
 }  // namespace stylegan_tl
