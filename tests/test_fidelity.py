@@ -4,7 +4,8 @@ Each fixture directory in ``tests/fixtures/`` holds ``network.pkl`` (G, D, Gs), 
 ``reference.json``; ``reference.json['arrays'][key]['call']`` says which call made each array (see
 ``tests/fixtures/README.md``). For every array we make the same call through the public API
 (``load_network_pkl``, ``Gs.run``, ``Gs.components.mapping.run``, ``Gs.components.synthesis.run``,
-``D.run``, ``G.run``) with the same inputs (taken from the npz) and kwargs, and require
+``D.run``, ``G.run``; the truncated W+ through ``Gs.run(..., return_dlatents=True)``) with the same
+inputs (taken from the npz) and kwargs, and require
 
     max|ours - ref| <= 1e-4 * max(1, max|ref|)        (no clipping: random weights exceed [-1, 1])
 
@@ -14,7 +15,6 @@ and reset to 0 afterwards. Each array is its own test id: ``<config>/<key>``.
 """
 
 import functools
-import inspect
 import json
 import pathlib
 import re
@@ -92,21 +92,7 @@ def _positional_args(call, inputs, arrays):
 
 def _truncated_dlatents(Gs, z, kwargs):
     """W+ after truncation, as fed to the synthesis network ([N, num_layers, w_dim])."""
-    accepted = inspect.signature(type(Gs.module).__call__).parameters
-    if "return_dlatents" in accepted:
-        return Gs.run(z, None, return_dlatents=True, **kwargs)[1]
-    # StyleGAN v1's G_style has no return_dlatents: mapping + the project's truncation (v1 rule:
-    # truncate only when psi and cutoff are both set; defaults from the static kwargs).
-    from stylegan_tl import layers
-
-    import tensorflow as tf
-
-    w = Gs.components.mapping.run(z, None)
-    psi = kwargs.get("truncation_psi", Gs.module.kwargs.get("truncation_psi"))
-    cutoff = kwargs.get("truncation_cutoff", Gs.module.kwargs.get("truncation_cutoff"))
-    if psi is None or cutoff is None:
-        return w
-    return layers.truncate(tf.constant(w), Gs.vars["dlatent_avg"], psi, cutoff).numpy()
+    return Gs.run(z, None, return_dlatents=True, **kwargs)[1]
 
 
 _RUN = re.compile(r"^(Gs|G|D)((?:\.components\.(?:mapping|synthesis))?)\.run\(")
