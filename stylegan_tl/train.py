@@ -310,6 +310,20 @@ class Trainer:
             self.strategy.extended.update(gs_var, lambda s, g, b: s.assign(g + (s - g) * b),
                                           args=(self.G.vars[name], b), group=True)
 
+    def minibatch(self, reals, labels, step, p, ema_beta):
+        """One training minibatch: D step, R1 step (every 16), G step, path-length step (every 4),
+        G EMA. ``step``: minibatch counter (int); ``p``: ADA probability. Returns float stats."""
+        tf = self.tf
+        step_t, p_t = tf.constant(step, tf.int64), tf.constant(p, tf.float32)
+        stats = dict(self.d_main(reals, labels, step_t, p_t))
+        if self.lazy and step % D_REG_INTERVAL == 0:
+            stats.update(self.d_reg(reals, labels, step_t, p_t))
+        stats.update(self.g_main(labels, step_t, p_t))
+        if self.use_pl and step % G_REG_INTERVAL == 0:
+            stats.update(self.g_reg(labels, step_t))
+        self.ema(tf.constant(ema_beta, tf.float32))
+        return {k: float(v) for k, v in stats.items()}
+
     # ---- state -----------------------------------------------------------------------------------
     def state_dict(self):
         arrays = dict(self.G_opt.state_dict("G_opt"), **self.D_opt.state_dict("D_opt"))
@@ -532,20 +546,13 @@ class _Run:
         steps_this_run = 0
         while nimg < total_nimg and (opts.max_steps is None or steps_this_run < opts.max_steps):
             reals, labels = next(batches)
-            step_t, p_t = tf.constant(step, tf.int64), tf.constant(ada.p, tf.float32)
-            stats.update({k: float(v) for k, v in trainer.d_main(reals, labels, step_t, p_t).items()})
-            if trainer.lazy and step % D_REG_INTERVAL == 0:
-                stats.update({k: float(v) for k, v in trainer.d_reg(reals, labels, step_t, p_t).items()})
-            stats.update({k: float(v) for k, v in trainer.g_main(labels, step_t, p_t).items()})
-            if trainer.use_pl and step % G_REG_INTERVAL == 0:
-                stats.update({k: float(v) for k, v in trainer.g_reg(labels, step_t).items()})
-            trainer.ema(tf.constant(_ema_beta(B, hp["ema_kimg"], nimg, opts.ema_rampup), tf.float32))
+            stats.update(trainer.minibatch(reals, labels, step, ada.p, _ema_beta(B, hp["ema_kimg"], nimg, opts.ema_rampup)))
             nimg, step, steps_this_run = nimg + B, step + 1, steps_this_run + 1
             bad = {k: v for k, v in stats.items() if k in ("g_loss", "d_loss", "r1", "pl_penalty") and not math.isfinite(v)}
             if bad:
                 raise TrainingDiverged(f"{opts.outdir}: {', '.join(f'{k}={v}' for k, v in bad.items())} at kimg "
-                                    f"{nimg / 1000:.3f} (step {step}); training stopped, last good snapshot: "
-                                    f"{last_snapshot or 'none written yet'}")
+                                       f"{nimg / 1000:.3f} (step {step}); training stopped, last good snapshot: "
+                                       f"{last_snapshot or 'none written yet'}")
             if opts.aug == "ada":
                 ada.accumulate(stats["real_sign"], stats["real_count"])
                 ada.step(B)
