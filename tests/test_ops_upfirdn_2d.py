@@ -68,7 +68,7 @@ def test_reference_matches_the_definition(args, kshape, xshape):
 
 def _grads_to_second_order(fn, x):
     """Value, d/dx sum(sin(y)), and d/dx sum((d/dx sum(sin(y)))**2) for y = fn(x)."""
-    x = tf.constant(x)
+    x = tf.convert_to_tensor(x)
     with tf.GradientTape() as outer:
         outer.watch(x)
         with tf.GradientTape() as inner:
@@ -113,6 +113,22 @@ def test_custom_op_has_static_output_shape_in_a_graph():
         assert y.shape.as_list() == [None, 16, 16, 3]
         return y
     assert f(tf.zeros([2, 8, 8, 3])).shape == (2, 16, 16, 3)
+
+
+def test_custom_second_order_gradients_inside_tf_function_with_unknown_batch():
+    k = np.outer(K4, K4) / 16
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32)])
+    def penalty_grad(x):
+        return _grads_to_second_order(
+            lambda t: ops.upfirdn_2d(t, k, upx=2, upy=2, padx0=2, padx1=1, pady0=2, pady1=1,
+                                     impl="custom"), x)[2]
+
+    x = np.random.default_rng(6).standard_normal((2, 6, 6, 4)).astype(np.float32)
+    want = _grads_to_second_order(
+        lambda t: ops.upfirdn_2d(t, k, upx=2, upy=2, padx0=2, padx1=1, pady0=2, pady1=1,
+                                 impl="ref"), x)[2]
+    np.testing.assert_allclose(penalty_grad(x).numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_kernel_larger_than_padded_input_is_an_error():
