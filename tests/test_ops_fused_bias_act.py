@@ -112,6 +112,21 @@ def test_custom_float16_computes_like_float32(act):
         np.testing.assert_allclose(c.numpy(), r.numpy(), rtol=2e-2, atol=2e-2 * np.abs(r).max())
 
 
+def test_custom_third_order_gradient_is_a_clear_error():
+    x = tf.constant([[0.5, -1.0]])
+    with tf.GradientTape() as t3:
+        t3.watch(x)
+        with tf.GradientTape() as t2:
+            t2.watch(x)
+            with tf.GradientTape() as t1:
+                t1.watch(x)
+                y = tf.reduce_sum(ops.fused_bias_act(x, act="swish", impl="custom"))
+            g1 = tf.reduce_sum(t1.gradient(y, x))
+        g2 = tf.reduce_sum(t2.gradient(g1, x))
+    with pytest.raises(StyleGANTLError, match="second order"):
+        t3.gradient(g2, x)
+
+
 def test_custom_op_works_inside_tf_function_with_static_shape():
     @tf.function(input_signature=[tf.TensorSpec([None, 3, 4, 4], tf.float32)])
     def f(x):
