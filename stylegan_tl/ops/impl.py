@@ -8,6 +8,7 @@ else the reference, with one warning per process.
 
 import os
 
+import tensorflow as tf
 from absl import logging
 
 from ..errors import BuildError, StyleGANTLError
@@ -24,6 +25,7 @@ def _check_mode(mode, origin):
     return mode
 
 
+@tf.autograph.experimental.do_not_convert  # may build the library: plain Python, never a graph
 def resolve_impl(impl):
     """Map an ``impl`` argument to ``'ref'`` or ``'custom'``.
 
