@@ -1,0 +1,348 @@
+"""Architecture review: the paths the shared fixtures do not exercise, against independent numpy maths.
+
+Each test states NVIDIA's TF behaviour (``networks_stylegan.py``, ``networks_stylegan2.py``, ADA's
+``networks.py``) as a small float64 numpy forward pass in NCHW, written here from the spec, and
+compares it with our networks on randomised variables. The numpy passes are first validated on the
+shared fixtures (NVIDIA's own outputs), then applied to configurations no fixture covers
+(G 'resnet', D 'skip', labels, conv_clamp, minibatch-stddev features, v1 options, ...).
+
+Tolerance as for the fixtures: ``max|ours - ref| <= 1e-4 * max(1, max|ref|)``.
+"""
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FIXTURES
+from stylegan_tl.network import Network, load_network_pkl
+
+TOLERANCE = 1e-4
+K4 = [1, 3, 3, 1]
+
+
+def assert_close(ours, ref, what=""):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, (what, ours.shape, ref.shape)
+    err, bound = np.max(np.abs(ours - ref)), TOLERANCE * max(1.0, np.max(np.abs(ref)))
+    assert err <= bound, f"{what}: max|ours - ref| = {err:.3g} > {bound:.3g}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Independent numpy maths, NCHW, float64.
+
+
+def np_kernel(k):
+    k = np.asarray(k, np.float64)
+    k = np.outer(k, k) if k.ndim == 1 else k
+    return k / k.sum()
+
+
+def np_upfirdn(x, k, up=1, down=1, pad0=0, pad1=0):
+    """Zero-insert upsample, pad (negative crops), true convolution with k, keep every down-th pixel."""
+    n, c, h, w = x.shape
+    y = np.zeros([n, c, h * up, w * up])
+    y[:, :, ::up, ::up] = x
+    p = [max(pad0, 0), max(pad1, 0)]
+    y = np.pad(y, [(0, 0), (0, 0), p, p])
+    y = y[:, :, max(-pad0, 0):y.shape[2] - max(-pad1, 0), max(-pad0, 0):y.shape[3] - max(-pad1, 0)]
+    kf = k[::-1, ::-1]
+    kh = k.shape[0]
+    oh, ow = y.shape[2] - kh + 1, y.shape[3] - kh + 1
+    out = np.zeros([n, c, oh, ow])
+    for i in range(kh):
+        for j in range(kh):
+            out += y[:, :, i:i + oh, j:j + ow] * kf[i, j]
+    return out[:, :, ::down, ::down]
+
+
+def np_conv(x, w, stride=1, pad=None):
+    """Cross-correlation of NCHW x with HWIO w; pad None = SAME (odd kernels)."""
+    kh = w.shape[0]
+    pad = kh // 2 if pad is None else pad
+    x = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    oh, ow = x.shape[2] - kh + 1, x.shape[3] - kh + 1
+    out = np.zeros([x.shape[0], w.shape[3], oh, ow])
+    for i in range(kh):
+        for j in range(kh):
+            out += np.einsum("nchw,co->nohw", x[:, :, i:i + oh, j:j + ow], w[i, j])
+    return out[:, :, ::stride, ::stride]
+
+
+def np_lrelu(x, alpha=0.2):
+    return np.where(x >= 0, x, x * alpha)
+
+
+def np_bias_act(x, b, act="linear", gain=None, clamp=None, lrmul=1.0):
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    x = x + np.reshape(b, shape) * lrmul
+    if act == "lrelu":
+        x = np_lrelu(x) * (np.sqrt(2) if gain is None else gain)
+    elif act == "relu":
+        x = np.maximum(x, 0) * (np.sqrt(2) if gain is None else gain)
+    if clamp is not None:
+        x = np.clip(x, -clamp, clamp)
+    return x
+
+
+def np_norm2(x, axis=1):
+    return x / np.sqrt(np.mean(x ** 2, axis=axis, keepdims=True) + 1e-8)
+
+
+def np_mbstd(x, group_size, num_features):
+    """NVIDIA's minibatch stddev on NCHW x (strided groups, channel groups of C/F)."""
+    n, c, h, w = x.shape
+    g = n if group_size is None else min(group_size, n)
+    y = x.reshape(g, -1, num_features, c // num_features, h, w)
+    y = np.sqrt(np.mean((y - y.mean(axis=0)) ** 2, axis=0) + 1e-8)  # [M, F, c, H, W]
+    y = y.mean(axis=(2, 3, 4))  # [M, F]
+    y = np.tile(y[:, :, None, None], [g, 1, h, w])
+    return np.concatenate([x, y], axis=1)
+
+
+def np_flatten(x):
+    return x.reshape(x.shape[0], -1)
+
+
+# --- StyleGAN2 / ADA ----------------------------------------------------------------------------
+
+
+def np_up_conv(x, w, k):
+    """v2 ``upsample_conv_2d``: zero-insert x2, FIR 4k, VALID conv with w (3x3 or 1x1)."""
+    pads = {3: (3, 2), 1: (2, 1)}[w.shape[0]]
+    return np_conv(np_upfirdn(x, np_kernel(k) * 4, up=2, pad0=pads[0], pad1=pads[1]), w, pad=0)
+
+
+def np_conv_down(x, w, k):
+    """v2 ``conv_downsample_2d``: FIR then VALID conv at stride 2 (3x3 or 1x1)."""
+    p = {3: 2, 1: 1}[w.shape[0]]
+    if w.shape[0] == 1:
+        return np_conv(np_upfirdn(x, np_kernel(k), down=2, pad0=p, pad1=p), w, pad=0)
+    return np_conv(np_upfirdn(x, np_kernel(k), pad0=p, pad1=p), w, stride=2, pad=0)
+
+
+def np_fan_scale(w, gain=1.0, lrmul=1.0):
+    return w * gain / np.sqrt(np.prod(w.shape[:-1])) * lrmul
+
+
+def np_modconv(v, scope, x, wl, up=False, demod=True, k=K4):
+    w = np_fan_scale(v[f"{scope}/weight"])
+    s = wl @ np_fan_scale(v[f"{scope}/mod_weight"]) + v[f"{scope}/mod_bias"] + 1  # [N, I]
+    x = x * s[:, :, None, None]
+    x = np_up_conv(x, w, k) if up else np_conv(x, w)
+    if demod:
+        ww = w[None] * s[:, None, None, :, None]
+        d = 1 / np.sqrt(np.sum(ww ** 2, axis=(1, 2, 3)) + 1e-8)  # [N, O]
+        x = x * d[:, :, None, None]
+    return x
+
+
+def np_g2_synthesis(v, kw, dlatents):
+    """StyleGAN2 / ADA synthesis with stored noise (randomize_noise=False)."""
+    arch, clamp = kw.get("architecture", "skip"), kw.get("conv_clamp")
+    r2 = int(np.log2(kw["resolution"]))
+    use_noise = kw.get("use_noise", True)
+
+    def layer(scope, x, idx, up=False):
+        x = np_modconv(v, scope, x, dlatents[:, idx], up=up)
+        if use_noise:
+            x = x + v[f"noise{idx}"] * v[f"{scope}/noise_strength"]
+        return np_bias_act(x, v[f"{scope}/bias"], "lrelu", clamp=clamp)
+
+    def torgb(scope, x, idx):
+        return np_bias_act(np_modconv(v, scope, x, dlatents[:, idx], demod=False), v[f"{scope}/bias"],
+                           clamp=clamp)
+
+    x = np.tile(v["4x4/Const/const"], [dlatents.shape[0], 1, 1, 1])
+    x = layer("4x4/Conv", x, 0)
+    y = torgb("4x4/ToRGB", x, 1) if arch == "skip" else None
+    for res in range(3, r2 + 1):
+        s = f"{2 ** res}x{2 ** res}"
+        t = x
+        x = layer(f"{s}/Conv0_up", x, 2 * res - 5, up=True)
+        x = layer(f"{s}/Conv1", x, 2 * res - 4)
+        if arch == "resnet":
+            x = (x + np_up_conv(t, np_fan_scale(v[f"{s}/Skip/weight"]), K4)) / np.sqrt(2)
+        if arch == "skip":
+            y = np_upfirdn(y, np_kernel(K4) * 4, up=2, pad0=2, pad1=1)
+        if arch == "skip" or res == r2:
+            t = torgb(f"{s}/ToRGB", x, 2 * res - 3)
+            y = t if y is None else y + t
+    return y
+
+
+def np_g2_mapping(v, kw, z, labels, ada):
+    """StyleGAN2 (LabelConcat, concat then normalise) / ADA (LabelEmbed, normalise each) mapping."""
+    x = z
+    if ada:
+        x = np_norm2(x)
+        if kw.get("label_size"):
+            y = labels @ np_fan_scale(v["LabelEmbed/weight"]) + v["LabelEmbed/bias"]
+            x = np.concatenate([x, np_norm2(y)], axis=1)
+    else:
+        if kw.get("label_size"):
+            x = np.concatenate([x, labels @ v["LabelConcat/weight"]], axis=1)
+        x = np_norm2(x)
+    lrmul = kw.get("mapping_lrmul", 0.01)
+    for i in range(kw.get("mapping_layers", 8)):
+        x = x @ np_fan_scale(v[f"Dense{i}/weight"], lrmul=lrmul)
+        x = np_bias_act(x, v[f"Dense{i}/bias"], kw.get("mapping_nonlinearity", "lrelu"), lrmul=lrmul)
+    return x
+
+
+def np_d2(v, kw, images, labels, ada):
+    """StyleGAN2 ``D_stylegan2`` / ADA ``D_main`` (no comparison methods)."""
+    arch, clamp, k = kw.get("architecture", "resnet"), kw.get("conv_clamp"), K4
+    r2 = int(np.log2(kw["resolution"]))
+
+    def conv(scope, x, act="lrelu", down=False, bias=True):
+        w = np_fan_scale(v[f"{scope}/weight"])
+        x = np_conv_down(x, w, k) if down else np_conv(x, w)
+        return np_bias_act(x, v[f"{scope}/bias"], act, clamp=clamp) if bias else x
+
+    x, y = None, images
+    for res in range(r2, 2, -1):
+        s = f"{2 ** res}x{2 ** res}"
+        if arch == "skip" or res == r2:
+            t = conv(f"{s}/FromRGB", y)
+            x = t if x is None else x + t
+        t = x
+        x = conv(f"{s}/Conv0", x)
+        x = conv(f"{s}/Conv1_down", x, down=True)
+        if arch == "resnet":
+            x = (x + conv(f"{s}/Skip", t, down=True, bias=False)) / np.sqrt(2)
+        if arch == "skip":
+            y = np_upfirdn(y, np_kernel(k), down=2, pad0=1, pad1=1)
+    if arch == "skip":
+        x = x + conv("4x4/FromRGB", y)
+    group, feats = kw.get("mbstd_group_size", None if ada else 4), kw.get("mbstd_num_features", 1)
+    if (feats > 0) if ada else (group > 1):
+        x = np_mbstd(x, group, feats)
+    x = conv("4x4/Conv", x)
+    x = np_bias_act(np_flatten(x) @ np_fan_scale(v["4x4/Dense0/weight"]), v["4x4/Dense0/bias"], "lrelu")
+    out = x @ np_fan_scale(v["Output/weight"]) + v["Output/bias"]
+    if not kw.get("label_size"):
+        return out[:, :1]
+    if not ada:
+        return np.sum(out * labels, axis=1, keepdims=True)
+    cmap = np_norm2(labels @ np_fan_scale(v["LabelEmbed/weight"]) + v["LabelEmbed/bias"])
+    lrmul = kw.get("mapping_lrmul", 0.1)
+    for i in range(kw.get("mapping_layers", 0)):
+        cmap = np_bias_act(cmap @ np_fan_scale(v[f"Mapping{i}/weight"], lrmul=lrmul), v[f"Mapping{i}/bias"],
+                           "lrelu", lrmul=lrmul)
+    return np.sum(out * cmap, axis=1, keepdims=True) / np.sqrt(cmap.shape[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers.
+
+
+def own_values(net):
+    """Own variables of a Network (not its components) as float64 numpy, by local name."""
+    return {name: var.numpy().astype(np.float64) for name, var in net.module.own_vars.items()}
+
+
+def randomise(net, seed, scale=0.5):
+    """Give every variable a random value (NVIDIA zero-inits biases and noise strengths, which would
+    hide their paths), keeping the stored weights N(0, init)."""
+    rng = np.random.RandomState(seed)
+    nets = [net] + list(getattr(net, "components", {}).values())
+    for n in nets:
+        for name, var in n.module.own_vars.items():
+            value = rng.standard_normal(var.shape)
+            if name.endswith("/weight") or name.endswith("mod_weight") or name.endswith("const") or \
+                    name.startswith("noise"):
+                value = value * np.std(var.numpy()) if np.std(var.numpy()) > 0 else value
+            else:
+                value = value * scale
+            var.assign(value.astype(np.float32))
+    return net
+
+
+@functools.lru_cache(maxsize=None)
+def fixture(name):
+    G, D, Gs = load_network_pkl(str(FIXTURES / name / "network.pkl"))
+    ref = dict(np.load(FIXTURES / name / "reference.npz"))
+    return G, D, Gs, ref
+
+
+def _inputs(n, size, res, seed=0, label_size=0):
+    rng = np.random.RandomState(seed)
+    z = rng.randn(n, size).astype(np.float32)
+    images = rng.randn(n, 3, res, res).astype(np.float32)
+    labels = np.eye(max(label_size, 1), dtype=np.float32)[rng.randint(0, max(label_size, 1), n)]
+    return z, images, labels[:, :label_size]
+
+
+# ------------------------------------------------------------------------------------------------
+# The numpy passes reproduce NVIDIA's fixtures (so they can judge the uncovered paths).
+
+
+@pytest.mark.parametrize("name", ["B_v2_skip_resnet_r32", "C_v2_orig_orig_r16", "G_ada_r32"])
+def test_numpy_stylegan2_passes_reproduce_nvidia_fixtures(name):
+    G, D, Gs, ref = fixture(name)
+    ada = name.startswith("G_ada")
+    syn, mapping = Gs.components.synthesis, Gs.components.mapping
+    w = np_g2_mapping(own_values(mapping), mapping.static_kwargs, ref["z"].astype(np.float64), None, ada)
+    assert_close(w, ref["gs_mapping_dlatents"][:, 0], "mapping")
+    assert_close(np_g2_synthesis(own_values(syn), syn.static_kwargs, ref["gs_dlatents_psi1"].astype(np.float64)),
+                 ref["gs_synthesis_psi1"], "synthesis")
+    assert_close(np_d2(own_values(D), D.static_kwargs, ref["d_images8"].astype(np.float64), None, ada),
+                 ref["d_scores_fixed8"], "D")
+
+
+# ------------------------------------------------------------------------------------------------
+# StyleGAN2 / ADA paths no fixture covers.
+
+TINY2 = dict(latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16, fmap_base=64, fmap_max=16)
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+@pytest.mark.parametrize("extra", [{}, {"fused_modconv": True}, {"fused_modconv": False},
+                                   {"conv_clamp": 0.5}, {"use_noise": False}, {"fmap_const": 8}])
+def test_stylegan2_generator_architectures(family, architecture, extra):
+    if family == "stylegan2" and set(extra) & {"conv_clamp", "use_noise", "fmap_const"}:
+        pytest.skip("ADA-only kwarg")
+    ada = family == "stylegan2-ada"
+    G = randomise(Network.from_config(family, "G", 16, seed=3, architecture=architecture, **TINY2, **extra), 5)
+    syn, mapping = G.components.synthesis, G.components.mapping
+    z, _, _ = _inputs(3, 16, 16, seed=1)
+    w = np_g2_mapping(own_values(mapping), mapping.static_kwargs, z.astype(np.float64), None, ada)
+    wp = np.tile(w[:, None], [1, syn.module.num_layers, 1])
+    ours = G.run(z, None, truncation_psi=1, randomize_noise=False)
+    assert_close(ours, np_g2_synthesis(own_values(syn), syn.static_kwargs, wp), f"{family} {architecture} {extra}")
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+@pytest.mark.parametrize("extra", [{}, {"mbstd_num_features": 2}, {"mbstd_group_size": 2},
+                                   {"conv_clamp": 0.5}, {"fmap_min": 12}])
+def test_stylegan2_discriminator_architectures(family, architecture, extra):
+    if family == "stylegan2" and "conv_clamp" in extra:
+        pytest.skip("ADA-only kwarg")
+    ada = family == "stylegan2-ada"
+    D = randomise(Network.from_config(family, "D", 16, seed=3, architecture=architecture,
+                                      fmap_base=64, fmap_max=16, **extra), 6)
+    _, images, _ = _inputs(8, 16, 16, seed=2)
+    ref = np_d2(own_values(D), D.static_kwargs, images.astype(np.float64), None, ada)
+    assert_close(D.run(images, None), ref, f"{family} {architecture} {extra}")
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
+def test_stylegan2_label_conditioning(family):
+    ada = family == "stylegan2-ada"
+    extra = dict(mapping_layers=2) if ada else {}
+    G = randomise(Network.from_config(family, "G", 8, seed=1, label_size=5, **TINY2), 7)
+    D = randomise(Network.from_config(family, "D", 8, seed=2, label_size=5, fmap_base=64, fmap_max=16,
+                                      **extra), 8)
+    z, images, labels = _inputs(4, 16, 8, seed=3, label_size=5)
+    mapping = G.components.mapping
+    for lab in (labels, None):
+        np_lab = np.zeros([4, 5]) if lab is None else lab.astype(np.float64)
+        w = np_g2_mapping(own_values(mapping), mapping.static_kwargs, z.astype(np.float64), np_lab, ada)
+        assert_close(mapping.run(z, lab)[:, 0], w, f"mapping labels={lab is not None}")
+        assert_close(D.run(images, lab), np_d2(own_values(D), D.static_kwargs, images.astype(np.float64),
+                                               np_lab, ada), f"D labels={lab is not None}")
