@@ -27,7 +27,7 @@ from superres_tf.errors import ConfigError, SuperResError, WeightsError
 from superres_tf.images import atomic_write_bytes, from_unit_float
 from superres_tf.perceptual import DEFAULT_GRAM_WEIGHTS, DEFAULT_LAYERS, DEFAULT_WEIGHTS, PerceptualLoss
 from superres_tf.unet import build_unet
-from superres_tf.vgg import float32_policy
+from superres_tf.vgg import dtype_policy, float32_policy
 
 STRATEGIES = ("default", "mirrored", "one_device")
 PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -244,51 +244,51 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
 
     train_images, held_images = dataset.load_folder(data, min(crops), holdout=holdout, seed=seed)
     heldout = dataset.heldout_pairs(held_images, scale, seed, degradation, max_side=val_max_side)
-    keras.config.set_dtype_policy(PRECISIONS[mixed_precision])
-    keras.utils.set_random_seed(seed)
-    arch = {"scale": scale, "width": width, "depth": depth, "convs": convs}
-    total_steps = sum(stage_epochs) * steps_per_epoch
-    with get_strategy(strategy).scope():
-        model = build_unet(**arch)
-        loss = PerceptualLoss(vgg_weights=vgg_weights, layers=loss_layers, weights=loss_weights,
-                              gram_weights=gram_weights, pixel_weight=pixel_weight, seed=seed)
-        rate = OneCycle(max_lr, total_steps, pct_start=0.25 if schedule == "onecycle" else 0.0)
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
-        model.compile(optimizer=optimizer, loss=loss)
-        done = checkpointer.restore(model, optimizer) if resume else 0
+    with dtype_policy(PRECISIONS[mixed_precision]):
+        keras.utils.set_random_seed(seed)
+        arch = {"scale": scale, "width": width, "depth": depth, "convs": convs}
+        total_steps = sum(stage_epochs) * steps_per_epoch
+        with get_strategy(strategy).scope():
+            model = build_unet(**arch)
+            loss = PerceptualLoss(vgg_weights=vgg_weights, layers=loss_layers, weights=loss_weights,
+                                  gram_weights=gram_weights, pixel_weight=pixel_weight, seed=seed)
+            rate = OneCycle(max_lr, total_steps, pct_start=0.25 if schedule == "onecycle" else 0.0)
+            optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+            model.compile(optimizer=optimizer, loss=loss)
+            done = checkpointer.restore(model, optimizer) if resume else 0
 
-    config = {"data": os.path.abspath(data), "arch": arch, "crops": list(crops),
-              "stage_epochs": list(stage_epochs), "steps_per_epoch": steps_per_epoch,
-              "batch_size": batch_size, "max_lr": max_lr, "schedule": schedule,
-              "weight_decay": weight_decay, "seed": seed, "degradation": degradation,
-              "loss": loss.get_config(), "vgg_weights_source": loss.weights_source,
-              "mixed_precision": mixed_precision, "strategy": strategy,
-              "train_files": [os.path.basename(p) for p, _ in train_images],
-              "heldout_files": [os.path.basename(p) for p, _ in held_images],
-              "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
-    write_json(config_path, config)
-    if loss.weights_source.startswith("RANDOM"):
-        atomic_write_bytes(os.path.join(outdir, WARNING_FILE),
-                           f"WARNING: the perceptual loss of this run used a {loss.weights_source}.\n"
-                           "Its VGG16 features are not ImageNet features.\n".encode())
+        config = {"data": os.path.abspath(data), "arch": arch, "crops": list(crops),
+                  "stage_epochs": list(stage_epochs), "steps_per_epoch": steps_per_epoch,
+                  "batch_size": batch_size, "max_lr": max_lr, "schedule": schedule,
+                  "weight_decay": weight_decay, "seed": seed, "degradation": degradation,
+                  "loss": loss.get_config(), "vgg_weights_source": loss.weights_source,
+                  "mixed_precision": mixed_precision, "strategy": strategy,
+                  "train_files": [os.path.basename(p) for p, _ in train_images],
+                  "heldout_files": [os.path.basename(p) for p, _ in held_images],
+                  "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
+        write_json(config_path, config)
+        if loss.weights_source.startswith("RANDOM"):
+            atomic_write_bytes(os.path.join(outdir, WARNING_FILE),
+                               f"WARNING: the perceptual loss of this run used a {loss.weights_source}.\n"
+                               "Its VGG16 features are not ImageNet features.\n".encode())
 
-    writer = tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "heldout"))
-    epoch_end = EpochEnd(heldout, scale, loss, checkpointer, _export_fn(arch, model_path), writer,
-                         tile=max(16, val_max_side // scale))
-    board = LossLogger(tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "train")))
-    fit_verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
-    start = 0
-    for stage, (crop, epochs) in enumerate(zip(crops, stage_epochs)):
-        end, first = start + epochs, max(start, done)
-        if first < end:
-            logging.info("stage %d: crops of %d px, epochs %d..%d", stage, crop, first + 1, end)
-            stream = dataset.pair_dataset(train_images, scale, crop, batch_size, (seed, stage, first),
-                                          degradation)
-            model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=steps_per_epoch,
-                      callbacks=[board, epoch_end], verbose=fit_verbose)
-        start = end
-    if done >= start and not os.path.exists(model_path):
-        epoch_end.export(model)
+        writer = tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "heldout"))
+        epoch_end = EpochEnd(heldout, scale, loss, checkpointer, _export_fn(arch, model_path), writer,
+                             tile=max(16, val_max_side // scale))
+        board = LossLogger(tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "train")))
+        fit_verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
+        start = 0
+        for stage, (crop, epochs) in enumerate(zip(crops, stage_epochs)):
+            end, first = start + epochs, max(start, done)
+            if first < end:
+                logging.info("stage %d: crops of %d px, epochs %d..%d", stage, crop, first + 1, end)
+                stream = dataset.pair_dataset(train_images, scale, crop, batch_size, (seed, stage, first),
+                                              degradation)
+                model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=steps_per_epoch,
+                          callbacks=[board, epoch_end], verbose=fit_verbose)
+            start = end
+        if done >= start and not os.path.exists(model_path):
+            epoch_end.export(model)
     result = {"model": model_path, "config": config_path, "weights_source": loss.weights_source,
               "heldout": config["heldout_files"], "metrics": epoch_end.last, "epochs_done": start}
     write_json(config_path, {**config, "result": result})

@@ -40,14 +40,19 @@ class CaffePreprocess(keras.layers.Layer):
 
 
 @contextlib.contextmanager
-def float32_policy():
-    """Build layers in float32 even when a mixed-precision global policy is set."""
+def dtype_policy(name):
+    """Build layers with the Keras dtype policy `name` ('float32', 'mixed_bfloat16', ...) inside."""
     policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
+    keras.config.set_dtype_policy(name)
     try:
         yield
     finally:
         keras.config.set_dtype_policy(policy)
+
+
+def float32_policy():
+    """Build layers in float32 even when a mixed-precision global policy is set."""
+    return dtype_policy("float32")
 
 
 def _randomize(model, seed):

@@ -36,7 +36,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(vgg, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
 
 
-def test_training_writes_model_config_and_random_vgg_warning(photos, tmp_path, offline):
+def test_training_writes_model_config_warning_and_resumes(photos, tmp_path, offline, caplog):
     outdir = str(tmp_path / "run")
     result = run_training(photos, outdir, vgg_weights="imagenet", **TINY)
     assert result["weights_source"].startswith("RANDOM")
@@ -51,19 +51,17 @@ def test_training_writes_model_config_and_random_vgg_warning(photos, tmp_path, o
     assert tuple(model(np.zeros((1, 8, 8, 3), np.float32)).shape) == (1, 16, 16, 3)
     assert os.listdir(os.path.join(outdir, "tensorboard", "heldout"))
 
-
-def test_resume_continues_epoch_and_optimizer_step(photos, tmp_path):
-    outdir = str(tmp_path / "run")
-    run_training(photos, outdir, vgg_weights=None, **TINY)
     with pytest.raises(ConfigError, match="--resume"):
         run_training(photos, outdir, vgg_weights=None, **TINY)
     longer = {**TINY, "stage_epochs": (1, 2)}
-    result = run_training(photos, outdir, vgg_weights=None, resume=True, **longer)
+    with caplog.at_level("INFO"):
+        result = run_training(photos, outdir, vgg_weights="imagenet", resume=True, **longer)
+    assert "2 epochs done, optimizer step 4" in caplog.text
     assert result["epochs_done"] == 3
     with open(os.path.join(outdir, "checkpoint", "state.json")) as handle:
         assert json.load(handle)["epochs_done"] == 3
     with np.load(os.path.join(outdir, "checkpoint", "optimizer.npz")) as saved:
-        assert int(saved[sorted(saved.files)[0]]) == 6  # iterations: 3 epochs x 2 steps
+        assert int(saved[sorted(saved.files)[0]]) == 6  # optimizer iterations: 3 epochs x 2 steps
 
 
 def test_one_cycle_warms_up_then_anneals():
@@ -80,3 +78,11 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}/missing: not a directory"
+
+
+def test_mixed_precision_run_exports_a_float32_model_and_restores_the_policy(photos, tmp_path):
+    result = run_training(photos, str(tmp_path / "run"), vgg_weights=None, mixed_precision="bf16",
+                          **{**TINY, "stage_epochs": (1, 0)})
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(result["model"])
+    assert all(w.dtype == "float32" for w in model.weights)
