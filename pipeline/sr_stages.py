@@ -154,11 +154,20 @@ def sr_metrics(cfg, model_path, names) -> dict:
             "protocols": protocols}
 
 
+def _given_model(model_path) -> StageResult:
+    """A model used as is; a warning when its training config says it had a random VGG16."""
+    config_path, config = _train_config(model_path)
+    source = (config or {}).get("vgg_weights_source", "unknown (no training config)")
+    warnings = [f"{model_path} was trained with a {source} in its perceptual loss "
+                f"(see {config_path})"] if source.startswith("RANDOM") else []
+    return StageResult({"model": model_path}, {"vgg_weights_source": source}, warnings)
+
+
 def _sr_train(cfg, ws, resume):
     with open(ws.require("sr_data", "split"), encoding="utf-8") as f:
         split = json.load(f)
     model = given_sr_model(cfg)
-    done = StageResult({"model": model}) if model else _train_sr(cfg, ws, resume, split["heldout"])
+    done = _given_model(model) if model else _train_sr(cfg, ws, resume, split["heldout"])
     done.result["metrics"] = dict(sr_metrics(cfg, done.outputs["model"], split["heldout"]),
                                   source=split["source"])
     return done

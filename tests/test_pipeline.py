@@ -135,6 +135,25 @@ def test_zoom_pair_crops_the_same_region_of_both_images():
     assert np.array_equal(np.asarray(before), np.asarray(after))
 
 
+def test_a_given_sr_model_brings_its_own_heldout_files_and_vgg_warning(tmp_path):
+    from pipeline import sr_stages
+    _write_photos(str(tmp_path / "photos"))
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"not read by these functions")
+    (tmp_path / "m.json").write_text(json.dumps({
+        "vgg_weights_source": "RANDOM (seed 0)", "train_files": ["p0.jpg", "p1.jpg", "p2.jpg"],
+        "heldout_files": ["p3.jpg", "elsewhere.jpg"], "degradation": {"jpeg_quality": [30, 90]}}))
+    cfg = presets.make_config("test", data_dir=str(tmp_path / "photos"), sr_model=str(model))
+    train, held, source = sr_stages._split(cfg)
+    assert held == ["p3.jpg"] and train == ["p0.jpg", "p1.jpg", "p2.jpg", "p4.jpg", "p5.jpg"]
+    assert source == f"held-out files of {tmp_path / 'm.json'}"
+    assert sr_stages._degradation(str(model)) == {"jpeg_quality": [30, 90]}
+    done = sr_stages._given_model(str(model))
+    assert done.outputs == {"model": str(model)} and "RANDOM (seed 0)" in done.warnings[0]
+    other = presets.make_config("test", data_dir=str(tmp_path / "photos"))  # trains: own split
+    assert sr_stages._split(other)[2].startswith("split by file")
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line.
 
