@@ -1,7 +1,7 @@
 """The article end to end: fine-tune StyleGAN on photos, sample, super-resolve, report.
 
     python run_pipeline.py --stage=all                       # embedded demo, offline, CPU
-    python run_pipeline.py --stage=all --preset=paper --data_dir=~/photos --work_dir=runs/mine
+    python run_pipeline.py --stage=all --preset=paper --data_dir=$HOME/photos --work_dir=runs/mine
 
 Stages (in order): prepare, finetune, generate, sr_data, sr_train, enhance, report. Each stage
 records its settings, inputs and outputs in ``<work_dir>/stages/<stage>.json``; a re-run skips the
