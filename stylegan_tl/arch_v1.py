@@ -296,7 +296,7 @@ class G_mapping(_V1Generator):
         seed: seed of the NVIDIA-style initialisation.
     Call arguments:
         latents_in: [N, latent_size] float32.
-        labels_in: [N, label_size] float32 or None (unconditional).
+        labels_in: [N, label_size] float32, or None (= zeros, as NVIDIA feeds a missing input).
     Returns:
         W [N, dlatent_broadcast, dlatent_size] (or [N, dlatent_size] if dlatent_broadcast is None).
     Example:
@@ -325,9 +325,8 @@ class G_mapping(_V1Generator):
         kw = self._merged(dynamic_kwargs)
         x = tf.convert_to_tensor(latents_in, tf.float32)
         if kw['label_size']:
-            if labels_in is None:
-                raise StyleGANTLError(f"{self.name}: labels are required (label_size={kw['label_size']})")
-            y = tf.matmul(tf.convert_to_tensor(labels_in, tf.float32), self.own_vars['LabelConcat/weight'])
+            labels = layers.labels_or_zeros(labels_in, x, kw['label_size'])
+            y = tf.matmul(labels, self.own_vars['LabelConcat/weight'])
             x = tf.concat([x, y], axis=1)
         if kw['normalize_latents']:
             x = normalize_2nd_moment(x, axis=1)
@@ -613,7 +612,7 @@ class D_basic(_V1Module):
         seed: seed of the NVIDIA-style initialisation.
     Call arguments:
         images_in: NCHW float32 [N, num_channels, R, R].
-        labels_in: [N, label_size] or None.
+        labels_in: [N, label_size], or None (= zeros, as NVIDIA feeds a missing input).
         structure: 'fixed' | 'linear' | 'recursive' | 'auto' (= 'linear', see ``G_synthesis``).
     Returns:
         scores [N, 1] (raw logits).
@@ -704,9 +703,8 @@ class D_basic(_V1Module):
         else:
             scores = self._grow(images, 2, r2 - 2, lod_in)
         if kw['label_size']:
-            if labels_in is None:
-                raise StyleGANTLError(f"{self.name}: labels are required (label_size={kw['label_size']})")
-            scores = tf.reduce_sum(scores * tf.convert_to_tensor(labels_in, tf.float32), axis=1, keepdims=True)
+            labels = layers.labels_or_zeros(labels_in, images, kw['label_size'])
+            scores = tf.reduce_sum(scores * labels, axis=1, keepdims=True)
         return scores
 
     def _grow(self, images, res, lod, lod_in):

@@ -66,9 +66,7 @@ class ArchModule(tf.Module):
 
     def labels_or_zeros(self, labels, batch_of):
         """``labels`` as float32, or zeros [N, label_size] when None (N taken from ``batch_of``)."""
-        if labels is None:
-            return tf.zeros([tf.shape(batch_of)[0], self.kwargs["label_size"]], tf.float32)
-        return tf.cast(labels, tf.float32)
+        return layers.labels_or_zeros(labels, batch_of, self.kwargs["label_size"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -81,6 +81,14 @@ def weight_scale(shape, gain=1.0, use_wscale=True, lrmul=1.0):
     return he_std / lrmul, lrmul
 
 
+def labels_or_zeros(labels, batch_of, label_size):
+    """``labels`` as float32 [N, label_size], or zeros of that shape when None (NVIDIA feeds zeros for
+    a None input), N taken from the first axis of ``batch_of``."""
+    if labels is None:
+        return tf.zeros([tf.shape(batch_of)[0], label_size], tf.float32)
+    return tf.cast(labels, tf.float32)
+
+
 def lerp(a, b, t):
     """``a + (b - a) * t`` (NVIDIA's ``tflib.lerp``)."""
     return a + (b - a) * t

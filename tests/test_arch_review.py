@@ -245,12 +245,14 @@ def own_values(net):
 
 
 def randomise(net, seed, scale=0.5):
-    """Give every variable a random value (NVIDIA zero-inits biases and noise strengths, which would
-    hide their paths), keeping the stored weights N(0, init)."""
+    """Give every variable but ``lod`` a random value (NVIDIA zero-inits biases and noise strengths,
+    which would hide their paths), keeping the stored weights N(0, init)."""
     rng = np.random.RandomState(seed)
     nets = [net] + list(getattr(net, "components", {}).values())
     for n in nets:
         for name, var in n.module.own_vars.items():
+            if name == "lod":
+                continue
             value = rng.standard_normal(var.shape)
             if name.endswith("/weight") or name.endswith("mod_weight") or name.endswith("const") or \
                     name.startswith("noise"):
@@ -346,3 +348,182 @@ def test_stylegan2_label_conditioning(family):
         assert_close(mapping.run(z, lab)[:, 0], w, f"mapping labels={lab is not None}")
         assert_close(D.run(images, lab), np_d2(own_values(D), D.static_kwargs, images.astype(np.float64),
                                                np_lab, ada), f"D labels={lab is not None}")
+
+
+# --- StyleGAN v1 --------------------------------------------------------------------------------
+
+
+def np_v1_act(name):
+    return {"lrelu": np_lrelu, "relu": lambda x: np.maximum(x, 0)}[name]
+
+
+def np_v1_weight(v, kw, name, gain=np.sqrt(2), lrmul=1.0):
+    """v1 ``get_weight``: runtime weight = stored * gain/sqrt(fan_in) * lrmul (wscale) or stored * lrmul."""
+    w = v[name]
+    return np_fan_scale(w, gain, lrmul) if kw.get("use_wscale", True) else w * lrmul
+
+
+def np_blur(x, taps):
+    """v1 ``blur2d``: normalised outer(taps, taps), TF 'SAME' zero padding (the extra pixel of an
+    even kernel after), per channel."""
+    return np_upfirdn(x, np_kernel(taps)[::-1, ::-1], pad0=(len(taps) - 1) // 2, pad1=len(taps) // 2)
+
+
+def np_nearest_up(x, factor=2):
+    return x.repeat(factor, axis=2).repeat(factor, axis=3)
+
+
+def np_avg_down(x, factor=2):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+
+
+def np_v1_mapping(v, kw, z, labels):
+    x = z
+    if kw.get("label_size"):
+        x = np.concatenate([x, labels @ v["LabelConcat/weight"]], axis=1)
+    if kw.get("normalize_latents", True):
+        x = np_norm2(x)
+    act, lrmul = np_v1_act(kw.get("mapping_nonlinearity", "lrelu")), kw.get("mapping_lrmul", 0.01)
+    for i in range(kw.get("mapping_layers", 8)):
+        x = act(x @ np_v1_weight(v, kw, f"Dense{i}/weight", lrmul=lrmul) + v[f"Dense{i}/bias"] * lrmul)
+    return x
+
+
+def np_v1_synthesis(v, kw, dlatents):
+    """v1 ``G_synthesis`` at lod 0 with stored noise; fused up-conv = nearest up + flipped-kernel conv."""
+    g = functools.partial(np_v1_weight, v, kw)
+    act, r2 = np_v1_act(kw.get("nonlinearity", "lrelu")), int(np.log2(kw["resolution"]))
+    blur, fused_scale = kw.get("blur_filter", [1, 2, 1]), kw.get("fused_scale", "auto")
+
+    def epilogue(x, scope, idx):
+        if kw.get("use_noise", True):
+            x = x + v[f"noise{idx}"] * v[f"{scope}/Noise/weight"][None, :, None, None]
+        x = act(x + v[f"{scope}/bias"][None, :, None, None])
+        if kw.get("use_pixel_norm", False):
+            x = np_norm2(x)
+        if kw.get("use_instance_norm", True):
+            x = x - x.mean(axis=(2, 3), keepdims=True)
+            x = x / np.sqrt(np.mean(x ** 2, axis=(2, 3), keepdims=True) + 1e-8)
+        if kw.get("use_styles", True):
+            c = x.shape[1]
+            s = dlatents[:, idx] @ g(f"{scope}/StyleMod/weight", 1.0) + v[f"{scope}/StyleMod/bias"]
+            x = x * (s[:, :c, None, None] + 1) + s[:, c:, None, None]
+        return x
+
+    if kw.get("const_input_layer", True):
+        x = epilogue(np.tile(v["4x4/Const/const"], [dlatents.shape[0], 1, 1, 1]), "4x4/Const", 0)
+    else:
+        x = dlatents[:, 0] @ g("4x4/Dense/weight", np.sqrt(2) / 4)
+        x = epilogue(x.reshape(x.shape[0], -1, 4, 4), "4x4/Dense", 0)
+    x = epilogue(np_conv(x, g("4x4/Conv/weight")), "4x4/Conv", 1)
+    for res in range(3, r2 + 1):
+        s = f"{2 ** res}x{2 ** res}"
+        w = g(f"{s}/Conv0_up/weight")
+        fused = 2 ** res >= 128 if fused_scale == "auto" else fused_scale
+        x = np_conv(np_nearest_up(x), w[::-1, ::-1] if fused else w)
+        if blur:
+            x = np_blur(x, blur)
+        x = epilogue(x, f"{s}/Conv0_up", 2 * res - 4)
+        x = epilogue(np_conv(x, g(f"{s}/Conv1/weight")), f"{s}/Conv1", 2 * res - 3)
+    return np_conv(x, g("ToRGB_lod0/weight", 1.0)) + v["ToRGB_lod0/bias"][None, :, None, None]
+
+
+def np_d_basic(v, kw, images, labels):
+    """v1 ``D_basic`` at lod 0; fused down-conv = conv then 2x2 average."""
+    g = functools.partial(np_v1_weight, v, kw)
+    act, r2, blur = np_v1_act(kw.get("nonlinearity", "lrelu")), int(np.log2(kw["resolution"])), \
+        kw.get("blur_filter", [1, 2, 1])
+
+    def bias(x, scope):
+        b = v[f"{scope}/bias"]
+        return x + (b[None, :, None, None] if x.ndim == 4 else b[None])
+
+    x = act(bias(np_conv(images, g("FromRGB_lod0/weight")), "FromRGB_lod0"))
+    for res in range(r2, 2, -1):
+        s = f"{2 ** res}x{2 ** res}"
+        x = act(bias(np_conv(x, g(f"{s}/Conv0/weight")), f"{s}/Conv0"))
+        if blur:
+            x = np_blur(x, blur)
+        x = act(bias(np_avg_down(np_conv(x, g(f"{s}/Conv1_down/weight"))), f"{s}/Conv1_down"))
+    if kw.get("mbstd_group_size", 4) > 1:
+        x = np_mbstd(x, kw.get("mbstd_group_size", 4), kw.get("mbstd_num_features", 1))
+    x = act(bias(np_conv(x, g("4x4/Conv/weight")), "4x4/Conv"))
+    x = act(bias(np_flatten(x) @ g("4x4/Dense0/weight"), "4x4/Dense0"))
+    x = bias(x @ g("4x4/Dense1/weight", 1.0), "4x4/Dense1")
+    return np.sum(x * labels, axis=1, keepdims=True) if kw.get("label_size") else x
+
+
+@pytest.mark.parametrize("name", ["A_v1_r32", "F_v1_r32_fused"])
+def test_numpy_v1_passes_reproduce_nvidia_fixtures(name):
+    G, D, Gs, ref = fixture(name)
+    syn, mapping = Gs.components.synthesis, Gs.components.mapping
+    w = np_v1_mapping(own_values(mapping), mapping.static_kwargs, ref["z"].astype(np.float64), None)
+    assert_close(w, ref["gs_mapping_dlatents"][:, 0], "mapping")
+    assert_close(np_v1_synthesis(own_values(syn), syn.static_kwargs, ref["gs_dlatents_psi1"].astype(np.float64)),
+                 ref["gs_synthesis_psi1"], "synthesis")
+    assert_close(np_d_basic(own_values(D), D.static_kwargs, ref["d_images8"].astype(np.float64), None),
+                 ref["d_scores_fixed8"], "D")
+
+
+TINY1 = dict(latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16, fmap_base=64, fmap_max=16)
+V1_OPTIONS = [{}, {"nonlinearity": "relu", "mapping_nonlinearity": "relu"}, {"use_styles": False},
+              {"const_input_layer": False}, {"use_noise": False}, {"use_pixel_norm": True},
+              {"use_instance_norm": False}, {"blur_filter": None}, {"blur_filter": [1, 3, 3, 1]},
+              {"use_wscale": False}, {"normalize_latents": False}, {"mapping_layers": 3},
+              {"fused_scale": True}, {"fmap_decay": 0.5}]
+
+
+@pytest.mark.parametrize("extra", V1_OPTIONS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "default")
+def test_v1_generator_options(extra):
+    G = randomise(Network.from_config("stylegan", "G", 16, seed=3, **dict(TINY1, **extra)), 5)
+    syn, mapping = G.components.synthesis, G.components.mapping
+    z, _, _ = _inputs(3, 16, 16, seed=1)
+    w = np_v1_mapping(own_values(mapping), mapping.static_kwargs, z.astype(np.float64), None)
+    wp = np.tile(w[:, None], [1, syn.module.num_styles, 1])
+    assert_close(G.components.mapping.run(z, None)[:, 0], w, f"mapping {extra}")
+    assert_close(G.run(z, None, truncation_psi=1, randomize_noise=False),
+                 np_v1_synthesis(own_values(syn), syn.static_kwargs, wp), f"G {extra}")
+
+
+D1_OPTIONS = [{}, {"nonlinearity": "relu"}, {"blur_filter": None}, {"use_wscale": False},
+              {"mbstd_num_features": 2}, {"mbstd_group_size": 2}, {"mbstd_group_size": 0}, {"fused_scale": True}]
+
+
+@pytest.mark.parametrize("extra", D1_OPTIONS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "default")
+def test_v1_discriminator_options(extra):
+    D = randomise(Network.from_config("stylegan", "D", 16, seed=3, fmap_base=64, fmap_max=16, **extra), 6)
+    _, images, _ = _inputs(8, 16, 16, seed=2)
+    assert_close(D.run(images, None), np_d_basic(own_values(D), D.static_kwargs, images.astype(np.float64), None),
+                 f"D {extra}")
+
+
+def test_v1_128px_switches_to_the_fused_paths_automatically():
+    G = randomise(Network.from_config("stylegan", "G", 128, seed=3, **dict(TINY1, fmap_base=512, fmap_max=8)), 5)
+    D = randomise(Network.from_config("stylegan", "D", 128, seed=4, fmap_base=512, fmap_max=8), 6)
+    syn, mapping = G.components.synthesis, G.components.mapping
+    z, images, _ = _inputs(2, 16, 128, seed=1)
+    w = np_v1_mapping(own_values(mapping), mapping.static_kwargs, z.astype(np.float64), None)
+    wp = np.tile(w[:, None], [1, syn.module.num_styles, 1])
+    assert_close(G.run(z, None, truncation_psi=1, randomize_noise=False),
+                 np_v1_synthesis(own_values(syn), syn.static_kwargs, wp), "G 128")
+    assert_close(D.run(images, None), np_d_basic(own_values(D), D.static_kwargs, images.astype(np.float64), None),
+                 "D 128")
+
+
+def test_v1_label_conditioning_and_labels_none_as_zeros():
+    """NVIDIA feeds zeros [N, label_size] for a None labels input, in ``run`` and ``get_output_for``."""
+    G = randomise(Network.from_config("stylegan", "G", 8, seed=1, label_size=5, **TINY1), 7)
+    D = randomise(Network.from_config("stylegan", "D", 8, seed=2, label_size=5, fmap_base=64, fmap_max=16), 8)
+    z, images, labels = _inputs(4, 16, 8, seed=3, label_size=5)
+    mapping = G.components.mapping
+    for lab in (labels, None):
+        np_lab = np.zeros([4, 5]) if lab is None else lab.astype(np.float64)
+        w = np_v1_mapping(own_values(mapping), mapping.static_kwargs, z.astype(np.float64), np_lab)
+        assert_close(mapping.run(z, lab)[:, 0], w, f"mapping labels={lab is not None}")
+        assert_close(mapping.get_output_for(tf.constant(z), None if lab is None else tf.constant(lab))[:, 0], w,
+                     f"mapping get_output_for labels={lab is not None}")
+        ref = np_d_basic(own_values(D), D.static_kwargs, images.astype(np.float64), np_lab)
+        assert_close(D.run(images, lab), ref, f"D labels={lab is not None}")
+        assert_close(D.get_output_for(tf.constant(images), None if lab is None else tf.constant(lab)), ref,
+                     f"D get_output_for labels={lab is not None}")
