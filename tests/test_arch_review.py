@@ -527,3 +527,75 @@ def test_v1_label_conditioning_and_labels_none_as_zeros():
         assert_close(D.run(images, lab), ref, f"D labels={lab is not None}")
         assert_close(D.get_output_for(tf.constant(images), None if lab is None else tf.constant(lab)), ref,
                      f"D get_output_for labels={lab is not None}")
+
+
+# ------------------------------------------------------------------------------------------------
+# G_style / G_main kwargs: truncation, validation, training (all families).
+
+
+def _generator(family, seed=3):
+    G = Network.from_config(family, "G", 8, seed=seed, **TINY1)
+    randomise(G, seed + 10)
+    return G
+
+
+def np_truncate(w, avg, psi, cutoff):
+    coef = np.array([psi if cutoff is None or i < cutoff else 1.0 for i in range(w.shape[1])])
+    return avg + (w - avg) * coef[None, :, None]
+
+
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2", "stylegan2-ada"])
+@pytest.mark.parametrize("kwargs,psi,cutoff", [
+    (dict(truncation_psi=0.6, truncation_cutoff=3), 0.6, 3),
+    (dict(truncation_psi=0.6, truncation_cutoff=None), 0.6, "v1: off, v2: all"),
+    (dict(truncation_psi=0.6, truncation_cutoff=0), 0.6, "v1: off, v2: none"),
+    (dict(is_validation=True), None, None),
+    (dict(is_validation=True, truncation_psi_val=0.4, truncation_cutoff_val=2), 0.4, 2),
+    (dict(is_validation=True, truncation_psi_val=0.4), 0.4, "v1: off, v2: all"),
+    (dict(truncation_psi=None), None, None),
+])
+def test_truncation_settings(family, kwargs, psi, cutoff):
+    G = _generator(family)
+    z, _, _ = _inputs(3, 16, 8, seed=4)
+    w = G.components.mapping.run(z, None).astype(np.float64)
+    avg = G.get_var("dlatent_avg").astype(np.float64)
+    if isinstance(cutoff, str):  # NVIDIA's v1 truncates only when both psi and cutoff are set
+        if family == "stylegan":
+            psi = None
+        else:
+            cutoff = None if kwargs.get("truncation_cutoff", None) is None else 0
+    want = w if psi is None else np_truncate(w, avg, psi, cutoff)
+    images = G.run(z, None, randomize_noise=False, **kwargs)
+    assert_close(images, G.components.synthesis.run(want.astype(np.float32), randomize_noise=False), str(kwargs))
+
+
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2", "stylegan2-ada"])
+def test_training_updates_dlatent_avg_without_truncation(family):
+    G = _generator(family)
+    z, _, _ = _inputs(4, 16, 8, seed=5)
+    w = G.components.mapping.run(z, None).astype(np.float64)
+    avg = G.get_var("dlatent_avg").astype(np.float64)
+    images = G.run(z, None, is_training=True, style_mixing_prob=None, dlatent_avg_beta=0.9, randomize_noise=False)
+    want_avg = w[:, 0].mean(axis=0) + (avg - w[:, 0].mean(axis=0)) * 0.9
+    assert_close(G.get_var("dlatent_avg"), want_avg, "dlatent_avg")
+    assert_close(images, G.components.synthesis.run(w.astype(np.float32), randomize_noise=False), "no truncation")
+    before = G.get_var("dlatent_avg")
+    G.run(z, None, is_training=True, style_mixing_prob=None, dlatent_avg_beta=1, randomize_noise=False)
+    np.testing.assert_array_equal(G.get_var("dlatent_avg"), before)  # beta 1 = frozen
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
+def test_style_mixing_takes_a_prefix_of_layers_from_the_first_latent(family):
+    G = _generator(family)
+    z, _, _ = _inputs(2, 16, 8, seed=6)
+    w = G.components.mapping.run(z, None)
+    cutoffs = set()
+    for _ in range(12):
+        _, mixed = G.run(z, None, is_training=True, style_mixing_prob=1.0, dlatent_avg_beta=None,
+                         return_dlatents=True, randomize_noise=False)
+        same = np.all(np.isclose(mixed, w), axis=(0, 2))
+        cutoff = int(np.argmin(same))
+        assert 1 <= cutoff < w.shape[1] and same[:cutoff].all() and not same[cutoff:].any()
+        np.testing.assert_allclose(mixed[:, cutoff:], np.broadcast_to(mixed[:, -1:], mixed[:, cutoff:].shape))
+        cutoffs.add(cutoff)
+    assert len(cutoffs) > 1
