@@ -109,18 +109,39 @@ def np_flatten(x):
 # --- StyleGAN2 / ADA ----------------------------------------------------------------------------
 
 
+def np_resample_kernel(k):
+    """NVIDIA's resampling kernel: None = box [1, 1] (factor 2), normalised outer product."""
+    k = np_kernel([1, 1] if k is None else k)
+    return k, k.shape[0]
+
+
+def np_up(x, k):
+    """``upsample_2d`` x2: zero-insert, pad ((p+1)//2 + 1, p//2) with p = taps - 2, FIR 4k."""
+    k, n = np_resample_kernel(k)
+    return np_upfirdn(x, k * 4, up=2, pad0=(n - 1) // 2 + 1, pad1=(n - 2) // 2)
+
+
+def np_down(x, k):
+    """``downsample_2d`` x2: pad ((p+1)//2, p//2) with p = taps - 2, FIR k, keep every 2nd pixel."""
+    k, n = np_resample_kernel(k)
+    return np_upfirdn(x, k, down=2, pad0=(n - 1) // 2, pad1=(n - 2) // 2)
+
+
 def np_up_conv(x, w, k):
-    """v2 ``upsample_conv_2d``: zero-insert x2, FIR 4k, VALID conv with w (3x3 or 1x1)."""
-    pads = {3: (3, 2), 1: (2, 1)}[w.shape[0]]
-    return np_conv(np_upfirdn(x, np_kernel(k) * 4, up=2, pad0=pads[0], pad1=pads[1]), w, pad=0)
+    """``upsample_conv_2d`` (transposed conv, then FIR with p = taps - 2 - (kw - 1)) written as
+    zero-insert x2, pad (kw + (p+1)//2, kw - 1 + p//2), FIR 4k, VALID conv with the unflipped w."""
+    k, n = np_resample_kernel(k)
+    kw = w.shape[0]
+    p = n - 2 - (kw - 1)
+    return np_conv(np_upfirdn(x, k * 4, up=2, pad0=kw + (p + 1) // 2, pad1=kw - 1 + p // 2), w, pad=0)
 
 
 def np_conv_down(x, w, k):
-    """v2 ``conv_downsample_2d``: FIR then VALID conv at stride 2 (3x3 or 1x1)."""
-    p = {3: 2, 1: 1}[w.shape[0]]
-    if w.shape[0] == 1:
-        return np_conv(np_upfirdn(x, np_kernel(k), down=2, pad0=p, pad1=p), w, pad=0)
-    return np_conv(np_upfirdn(x, np_kernel(k), pad0=p, pad1=p), w, stride=2, pad=0)
+    """``conv_downsample_2d``: FIR with pads ((p+1)//2, p//2), p = taps - 2 + kw - 1, then VALID
+    conv at stride 2."""
+    k, n = np_resample_kernel(k)
+    p = n - 2 + w.shape[0] - 1
+    return np_conv(np_upfirdn(x, k, pad0=(p + 1) // 2, pad1=p // 2), w, stride=2, pad=0)
 
 
 def np_fan_scale(w, gain=1.0, lrmul=1.0):
@@ -128,6 +149,7 @@ def np_fan_scale(w, gain=1.0, lrmul=1.0):
 
 
 def np_modconv(v, scope, x, wl, up=False, demod=True, k=K4):
+    """Modulated conv, written in its non-fused form (scale inputs, shared conv, scale outputs)."""
     w = np_fan_scale(v[f"{scope}/weight"])
     s = wl @ np_fan_scale(v[f"{scope}/mod_weight"]) + v[f"{scope}/mod_bias"] + 1  # [N, I]
     x = x * s[:, :, None, None]
@@ -141,12 +163,12 @@ def np_modconv(v, scope, x, wl, up=False, demod=True, k=K4):
 
 def np_g2_synthesis(v, kw, dlatents):
     """StyleGAN2 / ADA synthesis with stored noise (randomize_noise=False)."""
-    arch, clamp = kw.get("architecture", "skip"), kw.get("conv_clamp")
+    arch, clamp, k = kw.get("architecture", "skip"), kw.get("conv_clamp"), kw.get("resample_kernel", K4)
     r2 = int(np.log2(kw["resolution"]))
     use_noise = kw.get("use_noise", True)
 
     def layer(scope, x, idx, up=False):
-        x = np_modconv(v, scope, x, dlatents[:, idx], up=up)
+        x = np_modconv(v, scope, x, dlatents[:, idx], up=up, k=k)
         if use_noise:
             x = x + v[f"noise{idx}"] * v[f"{scope}/noise_strength"]
         return np_bias_act(x, v[f"{scope}/bias"], "lrelu", clamp=clamp)
@@ -164,9 +186,9 @@ def np_g2_synthesis(v, kw, dlatents):
         x = layer(f"{s}/Conv0_up", x, 2 * res - 5, up=True)
         x = layer(f"{s}/Conv1", x, 2 * res - 4)
         if arch == "resnet":
-            x = (x + np_up_conv(t, np_fan_scale(v[f"{s}/Skip/weight"]), K4)) / np.sqrt(2)
+            x = (x + np_up_conv(t, np_fan_scale(v[f"{s}/Skip/weight"]), k)) / np.sqrt(2)
         if arch == "skip":
-            y = np_upfirdn(y, np_kernel(K4) * 4, up=2, pad0=2, pad1=1)
+            y = np_up(y, k)
         if arch == "skip" or res == r2:
             t = torgb(f"{s}/ToRGB", x, 2 * res - 3)
             y = t if y is None else y + t
@@ -194,7 +216,7 @@ def np_g2_mapping(v, kw, z, labels, ada):
 
 def np_d2(v, kw, images, labels, ada):
     """StyleGAN2 ``D_stylegan2`` / ADA ``D_main`` (no comparison methods)."""
-    arch, clamp, k = kw.get("architecture", "resnet"), kw.get("conv_clamp"), K4
+    arch, clamp, k = kw.get("architecture", "resnet"), kw.get("conv_clamp"), kw.get("resample_kernel", K4)
     r2 = int(np.log2(kw["resolution"]))
 
     def conv(scope, x, act="lrelu", down=False, bias=True):
@@ -214,7 +236,7 @@ def np_d2(v, kw, images, labels, ada):
         if arch == "resnet":
             x = (x + conv(f"{s}/Skip", t, down=True, bias=False)) / np.sqrt(2)
         if arch == "skip":
-            y = np_upfirdn(y, np_kernel(k), down=2, pad0=1, pad1=1)
+            y = np_down(y, k)
     if arch == "skip":
         x = x + conv("4x4/FromRGB", y)
     group, feats = kw.get("mbstd_group_size", None if ada else 4), kw.get("mbstd_num_features", 1)
@@ -304,7 +326,9 @@ TINY2 = dict(latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16
 @pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
 @pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
 @pytest.mark.parametrize("extra", [{}, {"fused_modconv": True}, {"fused_modconv": False},
-                                   {"conv_clamp": 0.5}, {"use_noise": False}, {"fmap_const": 8}])
+                                   {"conv_clamp": 0.5}, {"use_noise": False}, {"fmap_const": 8},
+                                   {"resample_kernel": None}, {"resample_kernel": [1, 2, 1]},
+                                   {"resample_kernel": [1, 2, 1], "fused_modconv": True}])
 def test_stylegan2_generator_architectures(family, architecture, extra):
     if family == "stylegan2" and set(extra) & {"conv_clamp", "use_noise", "fmap_const"}:
         pytest.skip("ADA-only kwarg")
@@ -321,7 +345,8 @@ def test_stylegan2_generator_architectures(family, architecture, extra):
 @pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
 @pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
 @pytest.mark.parametrize("extra", [{}, {"mbstd_num_features": 2}, {"mbstd_group_size": 2},
-                                   {"conv_clamp": 0.5}, {"fmap_min": 12}])
+                                   {"conv_clamp": 0.5}, {"fmap_min": 12}, {"resample_kernel": None},
+                                   {"resample_kernel": [1, 2, 1]}])
 def test_stylegan2_discriminator_architectures(family, architecture, extra):
     if family == "stylegan2" and "conv_clamp" in extra:
         pytest.skip("ADA-only kwarg")
