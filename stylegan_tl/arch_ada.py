@@ -136,3 +136,6 @@ class D_main(arch_v2.D_stylegan2):
         for dense in self.label_mapping:
             cmap = dense(cmap)
         return tf.reduce_sum(scores * cmap, axis=1, keepdims=True) / np.sqrt(self.cmap_dim)
+
+
+arch_v2.set_family_kwargs([G_mapping, G_synthesis, G_main, D_main])

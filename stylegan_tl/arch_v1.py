@@ -98,6 +98,9 @@ D_BASIC_DEFAULTS = dict(
 _G_KEYS = frozenset(G_STYLE_DEFAULTS) | frozenset(G_MAPPING_DEFAULTS) | frozenset(G_SYNTHESIS_DEFAULTS) | {
     'label_size', 'latent_size'}
 _D_KEYS = frozenset(D_BASIC_DEFAULTS)
+# Call-time kwargs any v1 network accepts: NVIDIA's Network hands every call kwarg to the build
+# function, whose ``**_kwargs`` ignores the ones it does not use (e.g. truncation_psi given to D).
+_FAMILY_KEYS = _G_KEYS | _D_KEYS
 # Kwargs that may differ between construction and call (everything else fixes variable shapes).
 _G_RUNTIME = frozenset(G_STYLE_DEFAULTS) | {'randomize_noise', 'structure', 'force_clean_graph'}
 _D_RUNTIME = frozenset({'structure', 'is_template_graph'})
@@ -232,8 +235,9 @@ class _V1Module(tf.Module):
         self._coefs = {}
 
     def _merged(self, dynamic_kwargs):
-        """Static kwargs overridden by call-time kwargs; unknown or shape-changing ones are errors."""
-        unknown = sorted(set(dynamic_kwargs) - self._KNOWN)
+        """Static kwargs overridden by call-time kwargs; names no v1 build function knows and
+        shape-changing values are errors (other v1 kwargs are ignored where unused, as in NVIDIA)."""
+        unknown = sorted(set(dynamic_kwargs) - _FAMILY_KEYS)
         if unknown:
             raise StyleGANTLError(f"{type(self).__name__} ({self.name}): unknown call kwargs {unknown}")
         for k, v in dynamic_kwargs.items():

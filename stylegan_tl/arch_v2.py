@@ -35,6 +35,7 @@ class ArchModule(tf.Module):
     FUNC_NAME = None
     DEFAULTS = {}
     ALSO_ALLOWED = ()
+    FAMILY_KWARGS = frozenset()  # every kwarg of the family's build functions (set below the classes)
 
     def __init__(self, static_kwargs, name, seed=0):
         super().__init__(name=None)
@@ -45,6 +46,13 @@ class ArchModule(tf.Module):
             raise StyleGANTLError(f"{self.FUNC_NAME}: dtype must be 'float32' or 'float16', "
                                   f"got {self.kwargs['dtype']!r}")
         self.params = layers.Params(seed)
+
+    def ignore_kwargs(self, unused):
+        """Accept call kwargs this network does not use, as NVIDIA's build functions do (``**_kwargs``:
+        its Network passes every call kwarg on), if some network of the family knows the name."""
+        unknown = sorted(set(unused) - self.FAMILY_KWARGS)
+        if unknown:
+            raise StyleGANTLError(f"{self.FUNC_NAME} ({self.net_name}): unknown call kwargs {unknown}")
 
     @property
     def own_vars(self):
@@ -147,7 +155,8 @@ class G_mapping(ArchModule):
             x = layers.normalize_2nd_moment(x)
         return x
 
-    def __call__(self, latents_in, labels_in=None, is_training=False, is_validation=False):
+    def __call__(self, latents_in, labels_in=None, is_training=False, is_validation=False, **unused):
+        self.ignore_kwargs(unused)
         latents = tf.cast(latents_in, tf.float32)
         x = self.embed(latents, self.labels_or_zeros(labels_in, latents))
         for dense in self.dense:
@@ -262,7 +271,8 @@ class G_synthesis_stylegan2(ArchModule):
         return self.kwargs.get("fmap_const") or self.nf(1)
 
     def __call__(self, dlatents_in, randomize_noise=_UNSET, fused_modconv=_UNSET, is_training=False,
-                 is_validation=False):
+                 is_validation=False, **unused):
+        self.ignore_kwargs(unused)
         randomize_noise = _pick(randomize_noise, self.kwargs, "randomize_noise")
         fused = _pick(fused_modconv, self.kwargs, "fused_modconv")
         w = tf.cast(dlatents_in, tf.float32)
@@ -337,7 +347,8 @@ class G_main(ArchModule):
     def __call__(self, latents_in, labels_in=None, truncation_psi=_UNSET, truncation_cutoff=_UNSET,
                  truncation_psi_val=_UNSET, truncation_cutoff_val=_UNSET, dlatent_avg_beta=_UNSET,
                  style_mixing_prob=_UNSET, is_training=_UNSET, is_validation=_UNSET, return_dlatents=_UNSET,
-                 randomize_noise=_UNSET, fused_modconv=_UNSET, is_template_graph=_UNSET):
+                 randomize_noise=_UNSET, fused_modconv=_UNSET, is_template_graph=_UNSET, **unused):
+        self.ignore_kwargs(unused)
         k = self.kwargs
         psi, cutoff = _pick(truncation_psi, k, "truncation_psi"), _pick(truncation_cutoff, k, "truncation_cutoff")
         is_training, is_validation = _pick(is_training, k, "is_training"), _pick(is_validation, k, "is_validation")
@@ -461,7 +472,8 @@ class D_stylegan2(ArchModule):
         return layers.Conv2d(self.params, scope, in_channels, out_channels, kernel,
                              trainable=self._next_trainable(), **kw)
 
-    def __call__(self, images_in, labels_in=None, is_training=False, is_validation=False):
+    def __call__(self, images_in, labels_in=None, is_training=False, is_validation=False, **unused):
+        self.ignore_kwargs(unused)
         labels = self.labels_or_zeros(labels_in, images_in)
         y = layers.nchw_to_nhwc(tf.cast(images_in, tf.float32))
         x = None
@@ -482,3 +494,13 @@ class D_stylegan2(ArchModule):
             x = layers.minibatch_stddev(x, self.kwargs["mbstd_group_size"], self.mbstd_features)
         x = self.dense0(self.conv4(x))
         return self.condition(self.output(x), labels)
+
+
+def set_family_kwargs(classes, extra=("force_clean_graph",)):
+    """Give ``classes`` (one family's networks) the union of their kwarg names as ``FAMILY_KWARGS``."""
+    names = frozenset(extra).union(*(cls.DEFAULTS for cls in classes))
+    for cls in classes:
+        cls.FAMILY_KWARGS = names
+
+
+set_family_kwargs([G_mapping, G_synthesis_stylegan2, G_main, D_stylegan2])

@@ -624,3 +624,28 @@ def test_style_mixing_takes_a_prefix_of_layers_from_the_first_latent(family):
         np.testing.assert_allclose(mixed[:, cutoff:], np.broadcast_to(mixed[:, -1:], mixed[:, cutoff:].shape))
         cutoffs.add(cutoff)
     assert len(cutoffs) > 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Call-time kwargs: NVIDIA's Network passes every call kwarg to the build function, whose
+# ``**_kwargs`` ignores the ones it does not use; so scripts may pass any kwarg of the family to any
+# of its networks (e.g. a shared ``Gs_kwargs`` dict to the synthesis). A misspelt name stays an error.
+
+
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2", "stylegan2-ada"])
+def test_family_kwargs_are_accepted_by_every_network_and_typos_are_errors(family):
+    from stylegan_tl.errors import StyleGANTLError
+
+    G = _generator(family)
+    D = Network.from_config(family, "D", 8, seed=1, fmap_base=64, fmap_max=16)
+    z, images, _ = _inputs(2, 16, 8, seed=7)
+    w = G.components.mapping.run(z, None)
+    shared = dict(truncation_psi=0.5, randomize_noise=False, is_validation=True)
+    np.testing.assert_array_equal(G.components.synthesis.run(w, **shared),
+                                  G.components.synthesis.run(w, randomize_noise=False))
+    np.testing.assert_array_equal(G.components.mapping.run(z, None, **shared), w)
+    np.testing.assert_array_equal(D.run(images, None, **shared), D.run(images, None))
+    with pytest.raises(StyleGANTLError, match="truncaton_psi"):
+        G.components.synthesis.run(w, truncaton_psi=0.5)
+    with pytest.raises(StyleGANTLError, match="truncaton_psi"):
+        G.run(z, None, truncaton_psi=0.5)
