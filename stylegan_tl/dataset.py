@@ -314,10 +314,12 @@ def load_dataset(data: str, resolution: int, letterbox: bool = False, num_channe
 def probe_resolution(data: str) -> int:
     """A default training resolution for ``data``: the TFRecords' top level, or for an image folder
     the largest power of two (4..1024) not above the shorter side of its first readable image."""
-    levels = tfrecord_files(data) if os.path.isdir(data) else {}
+    if not os.path.isdir(data):
+        raise DatasetError(f"{data}: dataset directory not found")
+    levels = tfrecord_files(data)
     if levels:
         return max(levels)
-    for path in list_image_files(data) if os.path.isdir(data) else []:
+    for path in list_image_files(data):
         try:
             with Image.open(path) as img:
                 side = min(ImageOps.exif_transpose(img).size)
