@@ -84,7 +84,7 @@ class D_main(arch_v2.D_stylegan2):
     ``Mapping{i}`` (``mapping_layers`` dense layers, lrmul ``mapping_lrmul``) gives ``cmap [N, fmaps]``
     (fmaps = ``mapping_fmaps``, default nf(0)); ``Output`` has fmaps units and the score is
     ``sum(out * cmap, 1) / sqrt(fmaps)``. Unconditional: ``Output`` has ``score_max`` units, the first
-    ``score_size`` are returned.
+    ``score_size`` (a static or call-time kwarg) are returned.
     """
 
     FUNC_NAME = "D_main"
@@ -129,9 +129,15 @@ class D_main(arch_v2.D_stylegan2):
                               for idx in range(k["mapping_layers"])]
         return self.cmap_dim
 
+    def __call__(self, images_in, labels_in=None, score_size=None, **kwargs):
+        """As ``D_stylegan2``; returns ``[N, score_size]`` (call-time ``score_size`` overrides the static)."""
+        scores = super().__call__(images_in, labels_in, **kwargs)
+        return scores[:, :self.kwargs["score_size"] if score_size is None else score_size]
+
     def condition(self, scores, labels):
+        """[N, Output units] -> all unconditional scores (sliced by ``__call__``) or the cmap projection."""
         if not self.kwargs["label_size"]:
-            return scores[:, :self.kwargs["score_size"]]
+            return scores
         cmap = layers.normalize_2nd_moment(self.label_embed(labels))
         for dense in self.label_mapping:
             cmap = dense(cmap)

@@ -649,3 +649,13 @@ def test_family_kwargs_are_accepted_by_every_network_and_typos_are_errors(family
         G.components.synthesis.run(w, truncaton_psi=0.5)
     with pytest.raises(StyleGANTLError, match="truncaton_psi"):
         G.run(z, None, truncaton_psi=0.5)
+
+
+def test_ada_score_size_is_a_call_time_kwarg():
+    """ADA's D_main returns ``Output[:, :score_size]``; score_size "can vary between evaluations"."""
+    D = randomise(Network.from_config("stylegan2-ada", "D", 8, seed=1, score_max=5, fmap_base=64, fmap_max=16), 2)
+    _, images, _ = _inputs(4, 16, 8, seed=8)
+    five = D.run(images, None, score_size=5)
+    assert five.shape == (4, 5)
+    np.testing.assert_array_equal(D.run(images, None, score_size=3), five[:, :3])
+    np.testing.assert_array_equal(D.run(images, None), five[:, :1])
