@@ -320,6 +320,10 @@ def test_numpy_stylegan2_passes_reproduce_nvidia_fixtures(name):
 # ------------------------------------------------------------------------------------------------
 # StyleGAN2 / ADA paths no fixture covers.
 
+def _ids(extra):
+    return ",".join(f"{k}={v}" for k, v in extra.items()) or "default"
+
+
 TINY2 = dict(latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16, fmap_base=64, fmap_max=16)
 
 
@@ -328,7 +332,7 @@ TINY2 = dict(latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16
 @pytest.mark.parametrize("extra", [{}, {"fused_modconv": True}, {"fused_modconv": False},
                                    {"conv_clamp": 0.5}, {"use_noise": False}, {"fmap_const": 8},
                                    {"resample_kernel": None}, {"resample_kernel": [1, 2, 1]},
-                                   {"resample_kernel": [1, 2, 1], "fused_modconv": True}])
+                                   {"resample_kernel": [1, 2, 1], "fused_modconv": True}], ids=_ids)
 def test_stylegan2_generator_architectures(family, architecture, extra):
     if family == "stylegan2" and set(extra) & {"conv_clamp", "use_noise", "fmap_const"}:
         pytest.skip("ADA-only kwarg")
@@ -346,7 +350,7 @@ def test_stylegan2_generator_architectures(family, architecture, extra):
 @pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
 @pytest.mark.parametrize("extra", [{}, {"mbstd_num_features": 2}, {"mbstd_group_size": 2},
                                    {"conv_clamp": 0.5}, {"fmap_min": 12}, {"resample_kernel": None},
-                                   {"resample_kernel": [1, 2, 1]}])
+                                   {"resample_kernel": [1, 2, 1]}], ids=_ids)
 def test_stylegan2_discriminator_architectures(family, architecture, extra):
     if family == "stylegan2" and "conv_clamp" in extra:
         pytest.skip("ADA-only kwarg")
@@ -499,7 +503,7 @@ V1_OPTIONS = [{}, {"nonlinearity": "relu", "mapping_nonlinearity": "relu"}, {"us
               {"fused_scale": True}, {"fmap_decay": 0.5}]
 
 
-@pytest.mark.parametrize("extra", V1_OPTIONS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "default")
+@pytest.mark.parametrize("extra", V1_OPTIONS, ids=_ids)
 def test_v1_generator_options(extra):
     G = randomise(Network.from_config("stylegan", "G", 16, seed=3, **dict(TINY1, **extra)), 5)
     syn, mapping = G.components.synthesis, G.components.mapping
@@ -515,7 +519,7 @@ D1_OPTIONS = [{}, {"nonlinearity": "relu"}, {"blur_filter": None}, {"use_wscale"
               {"mbstd_num_features": 2}, {"mbstd_group_size": 2}, {"mbstd_group_size": 0}, {"fused_scale": True}]
 
 
-@pytest.mark.parametrize("extra", D1_OPTIONS, ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "default")
+@pytest.mark.parametrize("extra", D1_OPTIONS, ids=_ids)
 def test_v1_discriminator_options(extra):
     D = randomise(Network.from_config("stylegan", "D", 16, seed=3, fmap_base=64, fmap_max=16, **extra), 6)
     _, images, _ = _inputs(8, 16, 16, seed=2)
