@@ -613,7 +613,7 @@ def test_training_updates_dlatent_avg_without_truncation(family):
     np.testing.assert_array_equal(G.get_var("dlatent_avg"), before)  # beta 1 = frozen
 
 
-@pytest.mark.parametrize("family", ["stylegan2", "stylegan2-ada"])
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2", "stylegan2-ada"])
 def test_style_mixing_takes_a_prefix_of_layers_from_the_first_latent(family):
     G = _generator(family)
     z, _, _ = _inputs(2, 16, 8, seed=6)
@@ -663,3 +663,17 @@ def test_ada_score_size_is_a_call_time_kwarg():
     assert five.shape == (4, 5)
     np.testing.assert_array_equal(D.run(images, None, score_size=3), five[:, :3])
     np.testing.assert_array_equal(D.run(images, None), five[:, :1])
+
+
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2"])
+def test_style_mixing_cutoff_stays_below_the_layers_in_use_at_lod(family):
+    """v1/v2 draw the mixing cutoff in [1, num_layers - 2*int(lod)); here lod 1 at 8 px leaves [1, 2)."""
+    G = _generator(family)
+    G.set_var("lod", np.float32(1))
+    z, _, _ = _inputs(2, 16, 8, seed=9)
+    w = G.components.mapping.run(z, None)
+    for _ in range(6):
+        _, mixed = G.run(z, None, is_training=True, style_mixing_prob=1.0, dlatent_avg_beta=None,
+                         return_dlatents=True, randomize_noise=False)
+        np.testing.assert_allclose(mixed[:, :1], w[:, :1])
+        assert not np.isclose(mixed[:, 1:], w[:, 1:]).all(axis=2).any()
