@@ -44,7 +44,7 @@ def test_icnr_upsampler_starts_as_nearest_neighbour_of_the_preshuffle_conv():
     model = build_unet(scale=4, width=4, depth=1)
     probe = keras.Model(model.inputs, [model.get_layer("up0_conv").output,
                                        model.get_layer("up0_shuffle").output])
-    conv_out, shuffled = (keras.ops.convert_to_numpy(t) for t in probe(_image(8, 12)))
+    conv_out, shuffled = (keras.ops.convert_to_numpy(t) for t in probe([_image(8, 12)]))
     channels = shuffled.shape[-1]
     nearest = np.repeat(np.repeat(conv_out[..., :channels], 2, axis=1), 2, axis=2)
     np.testing.assert_allclose(shuffled, nearest, rtol=0, atol=0)
