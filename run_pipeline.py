@@ -99,7 +99,8 @@ def _exit_code(error: Exception) -> int:
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        sys.exit(2)
     try:
         cfg, stage, force = config_from_flags(), FLAGS.stage, FLAGS.force
         # The packages' command-line modules define flags of the same names (seed, kimg, ...) when
@@ -107,6 +108,9 @@ def main(argv):
         for name in _OWN_FLAGS:
             delattr(FLAGS, name)
         steps.run(cfg, stage, force)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
     except Exception as error:  # noqa: BLE001 - project errors become one line, others re-raise
         if not isinstance(error, _project_errors()):
             raise
