@@ -8,8 +8,15 @@ Public API (NHWC float32 in [0, 1] at every array boundary):
 """
 
 from superres_tf.degrade import degrade
-from superres_tf.enhance import enhance_image
 from superres_tf.perceptual import PerceptualLoss
 from superres_tf.unet import build_unet
 
 __all__ = ["degrade", "build_unet", "PerceptualLoss", "enhance_image"]
+
+
+def __getattr__(name):
+    """Import enhance lazily, so `python -m superres_tf.enhance` does not import it twice."""
+    if name == "enhance_image":
+        from superres_tf.enhance import enhance_image
+        return enhance_image
+    raise AttributeError(f"module 'superres_tf' has no attribute {name!r}")
