@@ -144,9 +144,10 @@ class Network:
         components = {}
         if kind == "G":
             forwarded = {k: v for k, v in kwargs.items() if k not in _G_OWN_KWARGS}
-            num_layers = 2 * int(math.log2(resolution)) - 2
+            # W broadcast count as the generator built it (v1 with use_styles=False: 1).
+            broadcast = module.num_layers
             comps = (("synthesis", _SYNTHESIS_FUNCS[family], module.synthesis, forwarded),
-                     ("mapping", "G_mapping", module.mapping, dict(forwarded, dlatent_broadcast=num_layers)))
+                     ("mapping", "G_mapping", module.mapping, dict(forwarded, dlatent_broadcast=broadcast)))
             for key, comp_func, comp_module, comp_kwargs in comps:
                 components[key] = cls(comp_module, family, f"G_{key}", _VERSIONS[family], comp_func, comp_kwargs)
         net = cls(module, family, kind, _VERSIONS[family], func, kwargs, components)
