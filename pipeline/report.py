@@ -199,6 +199,19 @@ def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:
     return "\n".join(out)
 
 
+def _run_line(summary: dict) -> str:
+    """One paragraph: photos, starting network, training length, SR model."""
+    cfg, gan = summary["settings"], summary["gan"]
+    start = ("a new network from scratch" if cfg.get("resume_pkl") == "none"
+             else os.path.basename(str(cfg.get("resume_pkl"))))
+    sr = summary.get("sr_model") or "?"
+    return (f"<p>Preset <b>{html.escape(str(cfg.get('preset')))}</b>: photos from "
+            f"<code>{html.escape(str(cfg.get('data_dir')))}</code>; StyleGAN trained from "
+            f"{html.escape(start)} to {gan.get('kimg', '?')} kimg "
+            f"(snapshot <code>{html.escape(str(gan.get('snapshot', '?')))}</code>); "
+            f"super-resolution x{cfg.get('sr_scale')} with <code>{html.escape(sr)}</code>.</p>")
+
+
 def render_html(summary: dict, pairs: List[Tuple[str, str]],
                 curves: Dict[str, Dict[str, Series]]) -> str:
     """The report page for ``summary`` (see ``build_summary``), sample/enhanced ``pairs``, ``curves``."""
@@ -215,7 +228,7 @@ def render_html(summary: dict, pairs: List[Tuple[str, str]],
         f"<title>Pipeline report: {html.escape(summary['settings'].get('preset', ''))}</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>StyleGAN transfer learning + super-resolution: report</h1>",
-        warn, figure, _metrics_section(summary["sr_metrics"]), _curves_section(curves),
+        _run_line(summary), warn, figure, _metrics_section(summary["sr_metrics"]), _curves_section(curves),
         "<h2>Stages</h2>", _table(timings, ("stage", "status", "time", "resumed")),
         "<h2>Settings</h2>", _table(settings, ("setting", "value")),
         "</body></html>"])
