@@ -7,16 +7,22 @@ Public API (NHWC float32 in [0, 1] at every array boundary):
   enhance_image(model, image, tile=256, overlap=32)      -> enlarged image, any size, no seams
 """
 
-from superres_tf.degrade import degrade
-from superres_tf.perceptual import PerceptualLoss
-from superres_tf.unet import build_unet
+import importlib
 
-__all__ = ["degrade", "build_unet", "PerceptualLoss", "enhance_image"]
+# Imported lazily: `import superres_tf.errors` (and every CLI's error path) must not pay for
+# TensorFlow, and `python -m superres_tf.enhance` must not import its own module twice.
+_LAZY = {
+    "degrade": "degrade",
+    "build_unet": "unet",
+    "PerceptualLoss": "perceptual",
+    "enhance_image": "enhance",
+    "SuperResError": "errors",
+}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):
-    """Import enhance lazily, so `python -m superres_tf.enhance` does not import it twice."""
-    if name == "enhance_image":
-        from superres_tf.enhance import enhance_image
-        return enhance_image
-    raise AttributeError(f"module 'superres_tf' has no attribute {name!r}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
