@@ -358,7 +358,7 @@ class _Progress:
         line = (f"kimg {nimg / 1000:.3f}/{self.total / 1000:g}  sec/kimg {spk:.1f}  "
                 f"G {stats.get('g_loss', float('nan')):.3f}  D {stats.get('d_loss', float('nan')):.3f}  "
                 f"R1 {stats.get('r1', 0.0):.4f}  PL {stats.get('pl_penalty', 0.0):.4f}  p {p:.3f}  "
-                f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}")
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if final else ""))
             sys.stderr.flush()
