@@ -101,6 +101,8 @@ def resolve_network_pkl(spec, cache_dir: str = None) -> str:
     if os.path.isfile(spec):
         return spec
     if not (_is_url(spec) or _official_name(spec)):
+        if os.path.isdir(spec):
+            raise NetworkPickleError(f"{spec}: is a directory, not a network pickle")
         if os.sep in spec or spec.endswith(".pkl") or os.path.exists(spec):
             raise NetworkPickleError(f"{spec}: no such file")
         close = difflib.get_close_matches(spec, list(OFFICIAL_NETWORKS) + list(ALIASES), n=5, cutoff=0.6)

@@ -81,6 +81,8 @@ def test_local_paths(tmp_path):
     assert resolve_network_pkl(FIXTURE_PKL) == str(FIXTURE_PKL)
     with pytest.raises(NetworkPickleError, match="no such file"):
         resolve_network_pkl(tmp_path / "missing.pkl")
+    with pytest.raises(NetworkPickleError, match="is a directory"):
+        resolve_network_pkl(tmp_path)
 
 
 def test_unknown_name_lists_close_names():
