@@ -508,6 +508,13 @@ def _nvidia_state(state: NetworkState, where: str) -> _NetworkOut:
     return _NetworkOut(out)
 
 
+def _umask():
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState], Gs: Optional[NetworkState],
                       protocol: Optional[int] = None) -> str:
     """Write network states as an NVIDIA pickle, atomically (temp file in the same folder, then rename).
@@ -535,6 +542,7 @@ def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState]
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's private 0o600
         with os.fdopen(fd, "wb") as f:
             _NvidiaPickler(f, protocol).dump(tuple(nets) if len(nets) == 3 else nets[0])
         os.replace(tmp, path)

@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import os
 import pickle
 import pickletools
+import stat
 import subprocess
 import sys
 import textwrap
@@ -280,6 +282,16 @@ def test_round_trip_is_byte_identical(tmp_path, config):
         assert_states_equal(a, b)
     if np.__version__.startswith("2"):  # numpy 1.x names its helpers differently: same content, other bytes
         assert out.read_bytes() == original.read_bytes()
+
+
+def test_written_pickles_get_the_usual_permissions(tmp_path):
+    out = tmp_path / "out.pkl"
+    old_mask = os.umask(0o022)
+    try:
+        write_network_pkl(out, *load(CONFIGS[0]))
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's owner-only 0o600
 
 
 @pytest.mark.parametrize("config", CONFIGS)
