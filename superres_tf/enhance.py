@@ -22,7 +22,7 @@ import sys
 
 import keras
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from PIL import Image
 
 from superres_tf import images
@@ -245,7 +245,6 @@ def enhance_folder(model, inputs, outdir, tile=256, overlap=32, outscale=None, s
             written.append(enhance_file(model, path, target, tile, overlap, outscale, quality,
                                         progress=bar is None))
         except SuperResError as error:
-            logging.error("%s", error)
             failed[path] = str(error)
         if bar is not None:
             bar.update(index + 1)

@@ -104,7 +104,9 @@ def read_image(path, min_side=1):
             array = _decode_png16(data, path)
         else:
             array = pil_to_array(ImageOps.exif_transpose(image), path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a readable image (unknown image format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: not a readable image ({error})") from None
     height, width = array.shape[:2]
     if min(height, width) < min_side:
@@ -113,15 +115,33 @@ def read_image(path, min_side=1):
     return array, exif
 
 
+def _umask():
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data):
-    """Write `data` to a temp file beside `path`, then rename it over `path`."""
+    """Write `data` to a temp file beside `path`, then rename it over `path`.
+
+    The file gets the usual permissions (0o666 minus the umask), not mkstemp's private 0o600.
+    A folder that cannot be created or written raises SuperResError naming `path`.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as error:
+        raise SuperResError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(tmp, path)
+    except OSError as error:
+        os.remove(tmp)
+        raise SuperResError(f"{path}: cannot write ({error.strerror})") from None
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

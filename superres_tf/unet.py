@@ -13,6 +13,7 @@ at initialisation every 2x2 block is constant, i.e. nearest-neighbour upsampling
 
 import math
 import os
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -201,6 +202,8 @@ def load_model(path):
     """Load a .keras super-resolution model; one-line WeightsError naming `path` if unusable."""
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: model file not found")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise WeightsError(f"{path}: not a Keras .keras model (not a zip archive)")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:

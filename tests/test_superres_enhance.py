@@ -114,6 +114,37 @@ def test_cli_enhances_a_folder_and_names_bad_files(model_path, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_reports_each_bad_file_once_and_an_unwritable_output_without_traceback(model_path, tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    result = _cli("-i", str(tmp_path / "text.png"), "-o", str(tmp_path / "out"), "--model", model_path)
+    assert result.returncode == 2
+    assert result.stderr.count("text.png") == 1
+    assert f"error: {tmp_path / 'text.png'}: not a readable image (unknown image format)" in result.stderr
+    Image.fromarray((_rgb(12, 16) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    result = _cli("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "text.png" / "out"), "--model", model_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"error: {tmp_path / 'text.png' / 'out' / 'a_out.png'}: cannot write" in result.stderr
+
+
+def test_written_images_get_the_usual_permissions(tmp_path):
+    old_mask = os.umask(0o022)
+    try:
+        images.write_image(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    finally:
+        os.umask(old_mask)
+    assert os.stat(tmp_path / "a.png").st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"\x80\x04K\x01."])
+def test_cli_model_that_is_not_a_keras_file_is_named(tmp_path, content):
+    (tmp_path / "m.keras").write_bytes(content)
+    result = _cli("-i", str(tmp_path), "--model", str(tmp_path / "m.keras"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'm.keras'}: not a Keras .keras model (not a zip archive)"
+
+
 def test_cli_missing_model_is_a_one_line_error(tmp_path):
     result = _cli("-i", str(tmp_path), "--model", str(tmp_path / "nope.keras"))
     assert result.returncode == 2
