@@ -52,7 +52,8 @@ def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32):
     """
     loaded = dataset.load_rgb_images(paths, min_side=4 * scale)
     if not loaded:
-        raise DatasetError("no usable image to evaluate")
+        raise DatasetError(f"{os.path.dirname(paths[0]) if paths else '.'}: no usable image to evaluate "
+                           f"among {len(paths)} file(s)")
     rows = []
     for name, low, high in dataset.heldout_pairs(loaded, scale, seed, degradation):
         sr = enhance_image(model, low, tile=tile, overlap=overlap)
@@ -81,6 +82,8 @@ def format_table(rows):
 def select_files(folder, files, train_config):
     """Paths to evaluate: all images of `folder`, the named ones, or the config's held-out files."""
     paths = images.list_images(folder)
+    if not paths:
+        raise DatasetError(f"{folder}: no image files")
     if not files:
         return paths
     if files == ["heldout"]:
@@ -92,6 +95,16 @@ def select_files(folder, files, train_config):
     if missing:
         raise DatasetError(f"{folder}: no file named {', '.join(missing)}")
     return [by_name[f] for f in files]
+
+
+def training_overlap_note(paths, train_config):
+    """A warning line if some of `paths` have the names of the model's training files, else None."""
+    trained = set((train_config or {}).get("train_files", []))
+    seen = [p for p in paths if os.path.basename(p) in trained]
+    if not seen:
+        return None
+    return (f"note: {len(seen)} of {len(paths)} images have the names of this model's training files, "
+            "so their scores flatter it; --files=heldout scores only the photos it never saw")
 
 
 FLAGS = flags.FLAGS
@@ -128,13 +141,16 @@ def main(argv):
             if config is None:
                 raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
             degradation = config["degradation"]
-        rows = evaluate(model, select_files(FLAGS.data, FLAGS.files, config), scale, degradation,
-                        FLAGS.seed, FLAGS.tile, FLAGS.overlap)
+        paths = select_files(FLAGS.data, FLAGS.files, config)
+        rows = evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap)
     except SuperResError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"model {model_path}, x{scale}, degradation {FLAGS.degradation}: {json.dumps(degradation)}")
     print(format_table(rows))
+    note = training_overlap_note(paths, config)
+    if note:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """PSNR-Y / SSIM-Y against known values and an independent reference computation."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from superres_tf import metrics
+from superres_tf.evaluate import training_overlap_note
 
 
 def _rgb(seed, shape=(24, 20, 3)):
@@ -75,3 +80,30 @@ def test_bicubic_baseline_and_score():
     assert up.shape == high.shape
     psnr, ssim = metrics.score(high, high, 4)
     assert psnr == float("inf") and ssim == pytest.approx(1.0)
+
+
+def _evaluate_cli(*args):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", "superres_tf.evaluate", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_evaluate_cli_names_a_folder_without_usable_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _evaluate_cli(f"--data={tmp_path / 'empty'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'empty'}: no image files"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"garbage")
+    result = _evaluate_cli(f"--data={tmp_path / 'bad'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'bad'}: no usable image to evaluate among 1 file(s)"
+
+
+def test_evaluation_on_training_photos_says_the_scores_flatter_the_model():
+    config = {"train_files": ["a.jpg", "b.jpg"], "heldout_files": ["c.jpg"]}
+    note = training_overlap_note(["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"], config)
+    assert note.startswith("note: 2 of 3 images") and "--files=heldout" in note
+    assert training_overlap_note(["/d/c.jpg"], config) is None
+    assert training_overlap_note(["/d/a.jpg"], None) is None
