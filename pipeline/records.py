@@ -26,12 +26,20 @@ from pipeline import PipelineError
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``.
+
+    A folder that cannot be created or written raises PipelineError naming ``path``.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise PipelineError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
 
 
 def atomic_write_json(path: str, obj) -> None:

@@ -180,6 +180,18 @@ def test_bad_data_dir_is_a_one_line_error_with_exit_code_2(tmp_path, kind, messa
     assert not (tmp_path / "w").exists()
 
 
+def test_unwritable_work_dir_is_a_one_line_error(tmp_path):
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 40)).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "file").write_text("a file, not a folder")
+    proc = _cli("--stage=prepare", f"--data_dir={tmp_path / 'photos'}", f"--work_dir={tmp_path / 'file' / 'w'}",
+                cwd=str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'file' / 'w'}")
+    assert "cannot write (Not a directory" in proc.stderr
+    assert (tmp_path / "file").read_text() == "a file, not a folder"
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole pipeline on the tiny `test` preset (real stylegan_tl and superres_tf, ~1 minute).
 
