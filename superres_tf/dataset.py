@@ -44,8 +44,9 @@ def split_files(paths, holdout=0.2, seed=0):
         held = sorted(paths[i] for i in order[:count])
     train = [p for p in paths if p not in held]
     if not train:
-        raise DatasetError("no training files left after holding out "
-                           f"{len(held)} of {len(paths)} files")
+        folder = os.path.dirname(paths[0]) if paths else "."
+        raise DatasetError(f"{folder}: no training files left after holding out "
+                           f"{len(held)} of {len(paths)} files (add photos or lower --holdout)")
     return train, held
 
 

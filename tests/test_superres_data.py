@@ -56,6 +56,8 @@ def test_split_is_by_file_deterministic_and_disjoint():
     assert dataset.split_files(paths, holdout=["3.png"])[1] == ["/d/3.png"]
     with pytest.raises(DatasetError, match="nope.png"):
         dataset.split_files(paths, holdout=["nope.png"])
+    with pytest.raises(DatasetError, match="^/d: no training files left after holding out 1 of 1"):
+        dataset.split_files(paths[:1], holdout=0.2)
 
 
 @pytest.fixture()
