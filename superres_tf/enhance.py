@@ -242,6 +242,8 @@ def enhance_folder(model, inputs, outdir, tile=256, overlap=32, outscale=None, s
         try:
             array, _ = images.read_image(path, min_side=MIN_SIDE)
             target = output_path(path, outdir, suffix, ext, array.shape[-1], array.dtype == np.uint16)
+            if os.path.abspath(target) == os.path.abspath(path):
+                raise ConfigError(f"{path}: the output would overwrite it (use another -o or a --suffix)")
             written.append(enhance_file(model, path, target, tile, overlap, outscale, quality,
                                         progress=bar is None))
         except SuperResError as error:

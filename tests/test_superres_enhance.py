@@ -127,6 +127,15 @@ def test_cli_reports_each_bad_file_once_and_an_unwritable_output_without_traceba
     assert f"error: {tmp_path / 'text.png' / 'out' / 'a_out.png'}: cannot write" in result.stderr
 
 
+def test_cli_never_overwrites_an_input(model_path, tmp_path):
+    Image.fromarray((_rgb(12, 16) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    result = _cli("-i", str(tmp_path), "-o", str(tmp_path), "--suffix=", "--model", model_path)
+    assert result.returncode == 2
+    assert f"error: {tmp_path / 'a.png'}: the output would overwrite it" in result.stderr
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
 def test_written_images_get_the_usual_permissions(tmp_path):
     old_mask = os.umask(0o022)
     try:
