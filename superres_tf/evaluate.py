@@ -39,9 +39,19 @@ def read_train_config(path):
     """The training config dict saved by superres_tf.train (config.json)."""
     try:
         with open(path) as handle:
-            return json.load(handle)
+            config = json.load(handle)
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read training config ({error})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: not a training config (expected a JSON object)")
+    return config
+
+
+def config_value(config, key, path):
+    """config[key], or a ConfigError naming the config file `path` when it lacks `key`."""
+    if key not in config:
+        raise ConfigError(f"{path}: training config has no {key!r}")
+    return config[key]
 
 
 def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32):
@@ -79,7 +89,7 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def select_files(folder, files, train_config):
+def select_files(folder, files, train_config, config_path=None):
     """Paths to evaluate: all images of `folder`, the named ones, or the config's held-out files."""
     paths = images.list_images(folder)
     if not paths:
@@ -89,7 +99,7 @@ def select_files(folder, files, train_config):
     if files == ["heldout"]:
         if train_config is None:
             raise ConfigError("--files=heldout needs a training config (--train_config)")
-        files = train_config["heldout_files"]
+        files = config_value(train_config, "heldout_files", config_path)
     by_name = {os.path.basename(p): p for p in paths}
     missing = [f for f in files if f not in by_name]
     if missing:
@@ -140,8 +150,8 @@ def main(argv):
         if FLAGS.degradation == "train":
             if config is None:
                 raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
-            degradation = config["degradation"]
-        paths = select_files(FLAGS.data, FLAGS.files, config)
+            degradation = config_value(config, "degradation", config_path)
+        paths = select_files(FLAGS.data, FLAGS.files, config, config_path)
         rows = evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap)
     except SuperResError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -107,3 +107,14 @@ def test_evaluation_on_training_photos_says_the_scores_flatter_the_model():
     assert note.startswith("note: 2 of 3 images") and "--files=heldout" in note
     assert training_overlap_note(["/d/c.jpg"], config) is None
     assert training_overlap_note(["/d/a.jpg"], None) is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"a": 1}', "training config has no 'heldout_files'"),
+    ("[1, 2]", "not a training config (expected a JSON object)")])
+def test_evaluate_cli_names_a_training_config_it_cannot_use(tmp_path, content, message):
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    result = _evaluate_cli("--data=data/samples/landscapes", "--files=heldout", f"--train_config={config}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {config}: {message}"
