@@ -202,6 +202,8 @@ def load_model(path):
     """Load a .keras super-resolution model; one-line WeightsError naming `path` if unusable."""
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: model file not found")
+    if not path.endswith((".keras", ".h5")):
+        raise WeightsError(f"{path}: not a Keras model file (expected a .keras or .h5 file)")
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise WeightsError(f"{path}: not a Keras .keras model (not a zip archive)")
     try:

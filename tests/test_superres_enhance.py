@@ -152,6 +152,10 @@ def test_cli_model_that_is_not_a_keras_file_is_named(tmp_path, content):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == \
         f"error: {tmp_path / 'm.keras'}: not a Keras .keras model (not a zip archive)"
+    (tmp_path / "m.pkl").write_bytes(content)
+    result = _cli("-i", str(tmp_path), "--model", str(tmp_path / "m.pkl"))
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'm.pkl'}: not a Keras model file (expected a .keras or .h5 file)"
 
 
 def test_cli_missing_model_is_a_one_line_error(tmp_path):
