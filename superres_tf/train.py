@@ -236,7 +236,10 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
     if mixed_precision not in PRECISIONS:
         raise ConfigError(f"mixed_precision={mixed_precision!r}: expected one of {sorted(PRECISIONS)}")
     degradation = dict(dataset.DEFAULT_DEGRADATION if degradation is None else degradation)
-    os.makedirs(outdir, exist_ok=True)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{outdir}: cannot create the output folder ({error.strerror})") from None
     config_path, model_path = os.path.join(outdir, "config.json"), os.path.join(outdir, "model.keras")
     checkpointer = Checkpointer(os.path.join(outdir, "checkpoint"))
     if os.path.exists(checkpointer.state) and not resume:

@@ -80,6 +80,16 @@ def test_cli_reports_a_bad_folder_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}/missing: not a directory"
 
 
+def test_cli_reports_an_unwritable_outdir_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = subprocess.run([sys.executable, "-m", "superres_tf.train", f"--data={tmp_path}",
+                             f"--outdir={tmp_path}/file/out"], capture_output=True, text=True, timeout=120,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path}/file/out: cannot create the output folder (Not a directory)"
+
+
 def test_mixed_precision_run_exports_a_float32_model_and_restores_the_policy(photos, tmp_path):
     result = run_training(photos, str(tmp_path / "run"), vgg_weights=None, mixed_precision="bf16",
                           **{**TINY, "stage_epochs": (1, 0)})
