@@ -54,11 +54,22 @@ def atomic_save_png(path: str, image) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+OWNED_MARKER = ".made_by_run_pipeline"  # a folder holding it is the pipeline's to empty
+
+
 def fresh_dir(path: str, resume: bool) -> str:
-    """Create ``path``; when not resuming, first remove what a previous attempt left there."""
+    """Create ``path``; when not resuming, first remove what a previous attempt left there.
+
+    Only folders this function made (they hold :data:`OWNED_MARKER`) or empty ones are removed: a
+    folder of someone else's files raises PipelineError instead of being deleted.
+    """
     if not resume and os.path.isdir(path):
+        if os.listdir(path) and not os.path.exists(os.path.join(path, OWNED_MARKER)):
+            raise PipelineError(f"{path}: refusing to empty a folder that run_pipeline.py did not "
+                                f"create; move its files away or choose another --work_dir")
         shutil.rmtree(path)
     os.makedirs(path, exist_ok=True)
+    open(os.path.join(path, OWNED_MARKER), "a").close()
     return path
 
 

@@ -471,7 +471,10 @@ class _Run:
 
     def __init__(self, opts: Options, strategy):
         self.opts, self.strategy = opts, strategy
-        os.makedirs(opts.outdir, exist_ok=True)
+        try:
+            os.makedirs(opts.outdir, exist_ok=True)
+        except OSError as e:
+            raise TrainingError(f"{opts.outdir}: cannot create the output folder ({e.strerror})") from None
         self.log_dir = os.path.join(opts.outdir, "logs")
         self.chief = _is_chief()
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline import PipelineError, presets, report
-from pipeline.records import Stage, StageResult, Workspace, fingerprint, run_stage
+from pipeline.records import Stage, StageResult, Workspace, fingerprint, fresh_dir, run_stage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,6 +104,19 @@ def test_fingerprint_of_folder_lists_files_and_reuses_hashes(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Presets and the report's pieces.
+
+
+def test_output_folders_are_emptied_only_when_the_pipeline_made_them(tmp_path):
+    ours = fresh_dir(str(tmp_path / "enhanced"), resume=False)
+    (tmp_path / "enhanced" / "old.png").write_bytes(b"x")
+    fresh_dir(ours, resume=False)
+    assert not (tmp_path / "enhanced" / "old.png").exists()
+    theirs = tmp_path / "prepared"
+    theirs.mkdir()
+    (theirs / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(PipelineError, match="refusing to empty"):
+        fresh_dir(str(theirs), resume=False)
+    assert (theirs / "holiday.jpg").read_bytes() == b"precious"
 
 
 def test_presets_and_flag_overrides():
@@ -216,6 +229,11 @@ def tiny_run(tmp_path_factory):
     return cfg, Workspace(cfg.work_dir), records, out.getvalue()
 
 
+def _visible(folder):
+    """File names in ``folder`` without the pipeline's hidden bookkeeping files."""
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
 def _mtimes(folder):
     return {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in os.listdir(folder)}
 
@@ -226,11 +244,11 @@ def test_all_stages_produce_every_artefact(tiny_run):
     assert [r["status"] for r in records.values()] == ["complete"] * 7
     assert [line.split()[1] for line in log.splitlines() if line.startswith("==>")] == [
         "[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"]
-    assert len(os.listdir(ws.path("prepared"))) == 6
+    assert len(_visible(ws.path("prepared"))) == 6
     snapshot = ws.output("finetune", "snapshot")
     assert snapshot.endswith(".pkl") and os.path.getsize(snapshot) > 0
-    samples = sorted(os.listdir(ws.path("samples")))
-    enhanced = sorted(os.listdir(ws.path("enhanced")))
+    samples = _visible(ws.path("samples"))
+    enhanced = _visible(ws.path("enhanced"))
     assert len(samples) == len(enhanced) == len(cfg.seeds)
     for name in samples:
         small = Image.open(ws.path("samples", name))

@@ -249,3 +249,10 @@ def test_loss_scaling_skips_a_non_finite_step_and_halves_the_scale():
 def test_fp16_is_refused_on_cpu(photos, tmp_path):
     with pytest.raises(TrainingError, match="--fp16 needs a GPU"):
         run_training(photos, str(tmp_path), resume=FIXTURE_C, fp16=True)
+
+
+def test_unwritable_outdir_is_a_one_line_error_naming_it(photos, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot create the output folder"):
+        run_training(photos, str(blocker / "out"), resume=FIXTURE_C, kimg=0.004, batch=4)
