@@ -67,7 +67,9 @@ def gan_resolution(cfg) -> int:
 
 def _prepare(cfg, ws, resume):
     from stylegan_tl.dataset import list_image_files, load_dataset
-    array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=1)
+    from stylegan_tl.train import Options
+    # Too few photos are reported here, naming --data_dir, not later by the trainer.
+    array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=Options.min_images)
     files = [os.path.relpath(f, cfg.data_dir) for f in list_image_files(cfg.data_dir)]
     names = [f for f in files if f not in set(array.skipped)]
     out = fresh_dir(ws.path("prepared"), resume=False)

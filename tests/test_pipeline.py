@@ -193,6 +193,17 @@ def test_bad_data_dir_is_a_one_line_error_with_exit_code_2(tmp_path, kind, messa
     assert not (tmp_path / "w").exists()
 
 
+def test_too_few_photos_are_reported_by_prepare_naming_the_data_dir(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    Image.new("RGB", (40, 40), (200, 100, 0)).save(data / "only.png")
+    proc = _cli("--stage=all", "--preset=test", f"--data_dir={data}", f"--work_dir={tmp_path / 'w'}",
+                cwd=str(tmp_path))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and lines[-1].startswith(f"error: {data}: 1 usable image(s)"), proc.stderr
+    assert proc.returncode == 2 and "[2/7]" not in proc.stdout
+
+
 def test_unwritable_work_dir_is_a_one_line_error(tmp_path):
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (40, 40)).save(tmp_path / "photos" / "a.png")
