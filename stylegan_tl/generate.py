@@ -175,7 +175,11 @@ def _trunc_kwargs(truncation_psi, truncation_cutoff):
 
 
 def _progress(done, total, what):
-    print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    """One line rewritten in place on a terminal; only the final count in a log file."""
+    if sys.stderr.isatty():
+        print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    elif done == total:
+        print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------

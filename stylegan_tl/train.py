@@ -347,18 +347,23 @@ class _Progress:
         self.total, self.start_nimg, self.start = total_nimg, start_nimg, time.time()
         self.log_every, self.last_log = log_every, 0.0
         self.tty = sys.stderr.isatty()
+        self.warm = None  # (time, nimg) of the first display: later rates exclude graph tracing
 
     def sec_per_kimg(self, nimg):
-        done = max(nimg - self.start_nimg, 1)
-        return (time.time() - self.start) / done * 1000
+        start, start_nimg = self.warm if self.warm and nimg > self.warm[1] else (self.start, self.start_nimg)
+        return (time.time() - start) / max(nimg - start_nimg, 1) * 1000
 
     def show(self, nimg, stats, p, final=False):
         spk = self.sec_per_kimg(nimg)
-        eta = max(self.total - nimg, 0) / 1000 * spk
+        if self.warm is None:
+            self.warm, eta_text = (time.time(), nimg), "ETA -"  # first tick: mostly tracing
+        else:
+            eta = max(self.total - nimg, 0) / 1000 * spk
+            eta_text = f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}"
         line = (f"kimg {nimg / 1000:.3f}/{self.total / 1000:g}  sec/kimg {spk:.1f}  "
                 f"G {stats.get('g_loss', float('nan')):.3f}  D {stats.get('d_loss', float('nan')):.3f}  "
                 f"R1 {stats.get('r1', 0.0):.4f}  PL {stats.get('pl_penalty', 0.0):.4f}  p {p:.3f}  "
-                f"ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}")
+                + eta_text)
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if final else ""))
             sys.stderr.flush()
