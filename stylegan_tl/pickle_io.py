@@ -30,6 +30,16 @@ file is arbitrary code execution (and NVIDIA's own ``Network.__setstate__`` ``ex
   ``(str, numeric array)`` pairs, static kwargs made of plain data) and reports any problem as a
   one-line :class:`NetworkPickleError` naming the file.
 
+Resource limits (a small hostile file must not cost much time or memory): only regular files are
+read; the opcode stream is scanned before anything is unpickled (:func:`_scan`), refusing EXT
+opcodes (the copyreg registry can hand out cached objects without ``find_class``), memo indices out
+of sequence (the unpickler sizes its memo table to the largest index) and nesting deeper than
+``_MAX_DEPTH`` (hashing a deeply nested tuple overflows the C stack). The arrays of one file may
+hold at most as many bytes as the file (one bytes object shared by many arrays is refused), every
+dimension is bounded before the shape is multiplied out, the stand-in classes cannot be modified
+by BUILD, and validation visits shared values once and refuses values whose shared references
+expand to more than ``_MAX_PLAIN_ITEMS`` items or refer to themselves.
+
 Writing uses a pickler that can emit exactly five globals (the Network class path and numpy's
 ``_reconstruct``, ``ndarray``, ``dtype``, ``scalar`` under their numpy-1.x names, as NVIDIA's files
 do), so anything else in a state fails to write instead of producing a file NVIDIA's loaders would
@@ -39,17 +49,22 @@ choke on.
 import collections
 import copyreg
 import dataclasses
+import io
+import itertools
 import math
 import os
 import pickle
+import pickletools
 import re
+import reprlib
+import stat
 import sys
-import tempfile
 import types
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import NetworkPickleError
 
 try:  # numpy >= 2: the real home of the reconstruction helpers (numpy.core.* warns when touched).
@@ -64,6 +79,9 @@ _STATE_KEYS = ("version", "name", "static_kwargs", "components", "build_module_s
 _ADA_IO_KEYS = ("input_shapes", "output_shapes", "input_names", "output_names")
 _NUMERIC_KINDS = "biufc"
 _NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+_MAX_DEPTH = 100            # nesting levels of the pickled structure (NVIDIA's files: about 12)
+_MAX_NDIM = 32              # dimensions of one array
+_MAX_PLAIN_ITEMS = 100_000  # items of one static_kwargs / extra value with shared references expanded
 
 
 @dataclasses.dataclass
@@ -144,14 +162,32 @@ def _as_bytes(data):
     return data
 
 
-def _array_from_bytes(data, dtype, shape, fortran) -> np.ndarray:
+class _ArrayBudget:
+    """The array bytes one file may still produce: every array's data comes from the file, so all
+    arrays together hold at most the file's size (a bytes object shared by many arrays is refused)."""
+
+    __slots__ = ("file_size", "left")
+
+    def __init__(self, file_size: int):
+        self.file_size = self.left = file_size
+
+    def take(self, nbytes: int):
+        if nbytes > self.left:
+            raise NetworkPickleError(f"array data of {nbytes} bytes exceeds what the file can hold "
+                                     f"({self.left} bytes left; shared array data?)")
+        self.left -= nbytes
+
+
+def _array_from_bytes(data, dtype, shape, fortran, budget: _ArrayBudget) -> np.ndarray:
     """Build an array from its raw bytes after checking the byte count against dtype and shape."""
     dtype = _real_dtype(dtype)
-    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+    if not (isinstance(shape, tuple) and len(shape) <= _MAX_NDIM
+            and all(type(n) is int and 0 <= n <= budget.file_size for n in shape)):
         raise NetworkPickleError(f"refused array shape {_short(shape)}")
     data = _as_bytes(data)
     if len(data) != math.prod(shape) * dtype.itemsize:
         raise NetworkPickleError(f"array of shape {list(shape)} {dtype}: {len(data)} data bytes do not match")
+    budget.take(len(data))
     order = "F" if fortran else "C"
     return np.frombuffer(data, dtype).reshape(shape, order=order).copy(order="K")
 
@@ -159,10 +195,10 @@ def _array_from_bytes(data, dtype, shape, fortran) -> np.ndarray:
 class _PendingArray:
     """What ``_reconstruct(ndarray, (0,), b'b')`` gives; BUILD supplies ``(1, shape, dtype, fortran, bytes)``."""
 
-    __slots__ = ("array",)
+    __slots__ = ("array", "budget")
 
-    def __init__(self):
-        self.array = None
+    def __init__(self, budget: _ArrayBudget):
+        self.array, self.budget = None, budget
 
     def __setstate__(self, state):
         if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
@@ -170,30 +206,37 @@ class _PendingArray:
         if self.array is not None or not (isinstance(state, tuple) and len(state) == 4):
             raise NetworkPickleError(f"refused numpy array state {_short(state)}")
         shape, dtype, fortran, data = state
-        self.array = _array_from_bytes(data, dtype, shape, bool(fortran))
+        self.array = _array_from_bytes(data, dtype, shape, bool(fortran), self.budget)
 
 
-def _allowed_globals() -> Dict[Tuple[str, str], Any]:
+class _Sealed(type):
+    """Metaclass of the stand-in classes: a pickle's BUILD on the class itself cannot change it."""
+
+    def __setattr__(cls, name, value):
+        raise NetworkPickleError(f"refused to modify the class {cls.__name__} (set {_short(name, 40)})")
+
+
+def _allowed_globals(budget: _ArrayBudget) -> Dict[Tuple[str, str], Any]:
     """The allow-list, as fresh objects for one load (see the module docstring)."""
     ndarray = object()  # only ever passed to _reconstruct; not callable
 
     def reconstruct(subtype, shape, typecode):
         if subtype is not ndarray or shape != (0,):
             raise NetworkPickleError(f"refused numpy _reconstruct arguments {_short((subtype, shape, typecode))}")
-        return _PendingArray()
+        return _PendingArray(budget)
 
     def scalar(dtype, data):
-        return _array_from_bytes(data, dtype, (), False)[()]
+        return _array_from_bytes(data, dtype, (), False, budget)[()]
 
     def frombuffer(buffer, dtype, shape, order):
-        return _array_from_bytes(buffer, dtype, shape, order == "F")
+        return _array_from_bytes(buffer, dtype, shape, order == "F", budget)
 
     def dtype(spec, align=False, copy=True):
         return _PendingDType(spec, align, copy)
 
-    easydict = type("EasyDict", (_EasyDict,), {})
+    easydict = _Sealed("EasyDict", (_EasyDict,), {})
     allowed = {
-        ("dnnlib.tflib.network", "Network"): type("Network", (_NetworkStub,), {}),
+        ("dnnlib.tflib.network", "Network"): _Sealed("Network", (_NetworkStub,), {}),
         ("dnnlib.util", "EasyDict"): easydict,
         ("dnnlib", "EasyDict"): easydict,
         ("numpy", "ndarray"): ndarray,
@@ -207,11 +250,11 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals (also for EXT opcodes, which go through find_class)."""
+    """Resolves only the allow-listed globals; arrays share one :class:`_ArrayBudget`."""
 
-    def __init__(self, file):
+    def __init__(self, file, budget: _ArrayBudget):
         super().__init__(file, encoding="latin1")
-        self._allowed = _allowed_globals()
+        self._allowed = _allowed_globals(budget)
 
     def find_class(self, module, name):
         if (module, name) in self._allowed:
@@ -223,9 +266,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
             f"refused global {module}.{name} (not part of a StyleGAN TF network pickle; nothing was executed)")
 
 
+class _ShortRepr(reprlib.Repr):
+    """reprlib with huge integers shown by size (``repr`` refuses ints of more than 4300 digits)."""
+
+    def repr_int(self, x, level):
+        return repr(x) if x.bit_length() <= 64 else f"<{x.bit_length()}-bit integer>"
+
+
+_SHORT_REPR = _ShortRepr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 3, 200, 200
+
+
 def _short(obj, limit=80) -> str:
-    """A one-line, bounded repr for error messages."""
-    text = " ".join((obj if isinstance(obj, str) else repr(obj)).split())
+    """A one-line, bounded repr for error messages (bounded work for deep, shared or huge values)."""
+    try:
+        text = obj[:4 * limit] if isinstance(obj, str) else _SHORT_REPR.repr(obj)
+    except Exception:  # noqa: BLE001 - a hostile object's repr may fail in any way
+        text = f"<a {type(obj).__name__}>"
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -233,52 +291,173 @@ def _short(obj, limit=80) -> str:
 # Reading: load, then validate and convert.
 
 
+_MEMO_STORES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_MEMO_LOADS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+
+
+def _scan(reader, size: int):
+    """Check a pickle's opcode stream (``reader``, a file of ``size`` bytes) before it is unpickled.
+
+    Simulates the unpickler's stack with the nesting depth of each value (exact for tuples and
+    frozensets, the only hashable containers). Raises NetworkPickleError for an EXT opcode, a frame
+    longer than the file, a memo index beyond the next free one (CPython's pickler numbers them 0, 1,
+    2, ...) and nesting deeper than ``_MAX_DEPTH``; ValueError (or IndexError) for a malformed stream.
+    """
+    stack, marks, memo = [], [], bytearray()  # memo: index -> depth + 1 (0: never stored)
+    for op, arg, pos in pickletools.genops(reader):
+        name = op.name
+        if name == "FRAME" and arg > size - pos:
+            raise NetworkPickleError(f"damaged or hostile pickle (a frame of {arg} bytes at offset {pos})")
+        if name.startswith("EXT"):
+            raise NetworkPickleError(f"refused {name} opcode (an object of the copyreg extension registry; "
+                                     "nothing was executed)")
+        if name in _MEMO_STORES:
+            index = len(memo) if name == "MEMOIZE" else arg
+            if index > len(memo):
+                raise NetworkPickleError(f"damaged or hostile pickle (memo index {_short(index)} out of sequence)")
+            memo[index:index + 1] = bytes([stack[-1] + 1])
+        elif name in _MEMO_LOADS:
+            if arg >= len(memo) or not memo[arg]:
+                raise ValueError(f"memo index {arg} read before it was stored")
+            stack.append(memo[arg] - 1)
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name == "POP" and marks and marks[-1] == len(stack):
+            marks.pop()
+        elif name == "DUP":
+            stack.append(stack[-1])
+        else:
+            before = op.stack_before
+            if pickletools.markobject in before:
+                start = marks.pop() - before.index(pickletools.markobject)
+            else:
+                start = len(stack) - len(before)
+            if start < 0:
+                raise ValueError("stack underflow")
+            popped = stack[start:]
+            del stack[start:]
+            depth = (max(popped[0], 1 + max(popped[1:], default=0)) if name in _IN_PLACE
+                     else 1 + max(popped, default=-1))
+            if depth > _MAX_DEPTH:
+                raise NetworkPickleError(f"damaged or hostile pickle (nested too deeply: more than "
+                                         f"{_MAX_DEPTH} levels)")
+            stack.extend([depth] * len(op.stack_after))
+
+
+class _ClampedReader:
+    """Reads of a file clamped to the bytes left in it, so a hostile length cannot allocate more."""
+
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+
+    def read(self, n=-1):
+        left = self.size - self.f.tell()
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self):
+        return self.f.readline()
+
+    def tell(self):
+        return self.f.tell()
+
+
+def _open_regular_file(path: str):
+    """``(binary file, size)`` of ``path``; folders, FIFOs and devices are refused without reading."""
+    try:
+        f = open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
+    except FileNotFoundError:
+        raise NetworkPickleError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NetworkPickleError(f"{path}: is a directory, not a network pickle") from None
+    except OSError as e:
+        raise NetworkPickleError(f"{path}: cannot read ({e.strerror or e})") from None
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise NetworkPickleError(f"{path}: not a regular file")
+    return f, st.st_size
+
+
 def _load(path: str):
-    if not os.path.exists(path):
-        raise NetworkPickleError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise NetworkPickleError(f"{path}: is a directory, not a network pickle")
-    if os.path.getsize(path) == 0:
-        raise NetworkPickleError(f"{path}: empty file")
-    with open(path, "rb") as f:
+    f, size = _open_regular_file(path)
+    with f:
         head = f.read(4)
+        if not head:
+            raise NetworkPickleError(f"{path}: empty file")
         if head == b"PK\x03\x04":
             raise NetworkPickleError(
                 f"{path}: a zip archive (a PyTorch torch.save checkpoint?), not a TF network pickle")
-        f.seek(0)
         try:
-            return _RestrictedUnpickler(f).load()
+            f.seek(0)
+            _scan(_ClampedReader(f, size), size)
+            f.seek(0)
+            return _RestrictedUnpickler(f, _ArrayBudget(size)).load()
         except NetworkPickleError as e:
             raise NetworkPickleError(f"{path}: {e}") from None
         except (RecursionError, MemoryError) as e:
             raise NetworkPickleError(f"{path}: damaged or hostile pickle ({type(e).__name__})") from None
-        except Exception as e:  # any other failure inside the unpickler means a malformed stream
+        except Exception as e:  # any other failure of the scan or the unpickler: a malformed stream
             if not head.startswith(b"\x80"):  # protocol >= 2 pickles start with PROTO
                 raise NetworkPickleError(f"{path}: not a pickle file (it starts with {head!r})") from None
-            if isinstance(e, EOFError) or "truncated" in str(e):
+            text = str(e)
+            if isinstance(e, EOFError) or any(w in text for w in ("truncated", "but only", "exhausted")):
                 raise NetworkPickleError(f"{path}: truncated pickle (the data ends early)") from None
-            raise NetworkPickleError(f"{path}: damaged pickle ({type(e).__name__}: {_short(str(e))})") from None
+            raise NetworkPickleError(f"{path}: damaged pickle ({type(e).__name__}: {_short(text)})") from None
 
 
-def _plain(value, where: str):
-    """Check that ``value`` is plain data; return it with EasyDicts as dicts and arrays built."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return value
-    if isinstance(value, _PendingArray):
-        value = value.array
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _NUMERIC_KINDS:
-        return value
-    if type(value) in (list, tuple):
-        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        if all(a is b for a, b in zip(items, value)):
-            return value
-        return type(value)(items)
-    if isinstance(value, dict):
-        items = {_plain(k, where): _plain(v, f"{where}.{k}") for k, v in value.items()}
-        if type(value) is dict and all(items[k] is v for k, v in value.items()):
-            return value
-        return items
-    raise NetworkPickleError(f"{where}: unexpected {type(value).__name__} value {_short(value)}")
+_SCALARS = (bool, int, float, complex, str, bytes)
+
+
+class _PlainData:
+    """Checks that values are plain data and converts them: EasyDicts become dicts, arrays are built.
+
+    Each shared object is converted once (memoised by id), a value that contains itself is refused,
+    and so is one whose shared references expand to more than ``_MAX_PLAIN_ITEMS`` items, so that
+    later traversals of the result (repr, kwargs checks) stay cheap.
+    """
+
+    def __init__(self):
+        self._seen = {}  # id(container) -> (converted, expanded item count); None while converting
+
+    def convert(self, value, where: str):
+        """``value`` converted; raises NetworkPickleError naming ``where``."""
+        return self._convert(value, where)[0]
+
+    def _convert(self, value, where):
+        if isinstance(value, int) and value.bit_length() > 64:
+            raise NetworkPickleError(f"{where}: unexpected {value.bit_length()}-bit integer")
+        if value is None or isinstance(value, _SCALARS):
+            return value, 1
+        if isinstance(value, _PendingArray):
+            value = value.array
+        if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _NUMERIC_KINDS:
+            return value, 1
+        if not (type(value) in (list, tuple) or isinstance(value, dict)):
+            raise NetworkPickleError(f"{where}: unexpected {type(value).__name__} value {_short(value)}")
+        key = id(value)
+        if key in self._seen:
+            if self._seen[key] is None:
+                raise NetworkPickleError(f"{where}: a value that contains itself")
+            return self._seen[key]
+        self._seen[key] = None
+        size, items = 1, []
+        pairs = dict.items(value) if isinstance(value, dict) else enumerate(value)
+        for k, v in pairs:
+            if isinstance(value, dict):
+                self._convert(k, f"{where} (a dict key)")
+                if isinstance(k, (list, tuple, dict)):
+                    raise NetworkPickleError(f"{where}: unexpected dict key {_short(k)}")
+            converted, count = self._convert(v, f"{where}.{_short(k, 40)}" if isinstance(value, dict)
+                                             else f"{where}[{k}]")
+            items.append((k, converted))
+            size += count
+            if size > _MAX_PLAIN_ITEMS:
+                raise NetworkPickleError(f"{where}: more than {_MAX_PLAIN_ITEMS} items once shared "
+                                         "references are expanded")
+        result = dict(items) if isinstance(value, dict) else type(value)(v for _, v in items)
+        self._seen[key] = (result, size)
+        return result, size
 
 
 def _variables(raw, where: str) -> "collections.OrderedDict[str, np.ndarray]":
@@ -299,36 +478,51 @@ def _variables(raw, where: str) -> "collections.OrderedDict[str, np.ndarray]":
     return out
 
 
-def _to_state(stub, where: str) -> NetworkState:
-    """Validate one unpickled Network stand-in and convert it (recursively) to a NetworkState."""
-    state = getattr(stub, "state", None) if isinstance(stub, _NetworkStub) else None
-    if not isinstance(state, dict):
-        raise NetworkPickleError(f"{where}: expected a dnnlib.tflib.network.Network with a state dict")
-    version = state.get("version")
-    if type(version) is not int or version not in SUPPORTED_VERSIONS:
-        raise NetworkPickleError(f"{where}: unknown network pickle version {_short(repr(version))} "
-                                 f"(known: {', '.join(map(str, SUPPORTED_VERSIONS))})")
-    missing = [k for k in _REQUIRED_KEYS if k not in state]
-    if missing:
-        raise NetworkPickleError(f"{where}: network state lacks {', '.join(missing)}")
-    for key in ("name", "build_func_name", "build_module_src"):
-        if not isinstance(state[key], str):
-            raise NetworkPickleError(f"{where}: '{key}' is a {type(state[key]).__name__}, expected a string")
-    where = f"{where} ({state['name']})"
-    for key in ("static_kwargs", "components"):
-        if not isinstance(state.get(key, {}), dict) or not all(isinstance(k, str) for k in state.get(key, {})):
-            raise NetworkPickleError(f"{where}: '{key}' is not a dict with string keys")
-    extra = {k: _plain(v, f"{where} {k}") for k, v in state.items() if k not in _STATE_KEYS}
-    return NetworkState(
-        name=state["name"],
-        version=version,
-        build_func_name=state["build_func_name"],
-        static_kwargs=_plain(dict(state["static_kwargs"]), f"{where} static_kwargs"),
-        variables=_variables(state["variables"], where),
-        components={k: _to_state(v, f"{where} component {k!r}") for k, v in state.get("components", {}).items()},
-        build_module_src=state["build_module_src"],
-        extra=extra,
-    )
+class _StateReader:
+    """Validates unpickled Network stand-ins and converts them to NetworkStates (one per file)."""
+
+    def __init__(self):
+        self.plain = _PlainData()
+        self.networks = set()  # ids of the stand-ins converted so far: each may appear once
+
+    def to_state(self, stub, where: str) -> NetworkState:
+        """One Network stand-in (and, recursively, its components) as a NetworkState."""
+        state = getattr(stub, "state", None) if isinstance(stub, _NetworkStub) else None
+        if not isinstance(state, dict):
+            raise NetworkPickleError(f"{where}: expected a dnnlib.tflib.network.Network with a state dict")
+        if id(stub) in self.networks:
+            raise NetworkPickleError(f"{where}: the same network appears twice (a shared reference)")
+        self.networks.add(id(stub))
+        state = dict(dict.items(state))
+        version = state.get("version")
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
+            shown = _short(repr(version) if isinstance(version, str) else version)
+            raise NetworkPickleError(f"{where}: unknown network pickle version {shown} "
+                                     f"(known: {', '.join(map(str, SUPPORTED_VERSIONS))})")
+        missing = [k for k in _REQUIRED_KEYS if k not in state]
+        if missing:
+            raise NetworkPickleError(f"{where}: network state lacks {', '.join(missing)}")
+        for key in ("name", "build_func_name", "build_module_src"):
+            if not isinstance(state[key], str):
+                raise NetworkPickleError(f"{where}: '{key}' is a {type(state[key]).__name__}, expected a string")
+        where = f"{where} ({_short(state['name'], 40)})"
+        for key in ("static_kwargs", "components"):
+            value = state.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in dict.keys(value)):
+                raise NetworkPickleError(f"{where}: '{key}' is not a dict with string keys")
+        extra = {k: self.plain.convert(v, f"{where} {_short(k, 40)}") for k, v in state.items()
+                 if k not in _STATE_KEYS}
+        return NetworkState(
+            name=state["name"],
+            version=version,
+            build_func_name=state["build_func_name"],
+            static_kwargs=self.plain.convert(dict(dict.items(state["static_kwargs"])), f"{where} static_kwargs"),
+            variables=_variables(state["variables"], where),
+            components={k: self.to_state(v, f"{where} component {k!r}")
+                        for k, v in dict.items(state.get("components", {}))},
+            build_module_src=state["build_module_src"],
+            extra=extra,
+        )
 
 
 def _is_discriminator(state: NetworkState) -> bool:
@@ -349,23 +543,25 @@ def read_network_pkl(path) -> Tuple[Optional[NetworkState], Optional[NetworkStat
     """
     path = os.fspath(path)
     obj = _load(path)
+    reader = _StateReader()
     try:
         if isinstance(obj, _NetworkStub):
-            state = _to_state(obj, path)
+            state = reader.to_state(obj, path)
             return (None, state, None) if _is_discriminator(state) else (None, None, state)
         if isinstance(obj, (tuple, list)) and len(obj) == 3 and all(isinstance(o, _NetworkStub) for o in obj):
-            return tuple(_to_state(o, f"{path}: {role}") for o, role in zip(obj, ("G", "D", "Gs")))
+            return tuple(reader.to_state(o, f"{path}: {role}") for o, role in zip(obj, ("G", "D", "Gs")))
+        if isinstance(obj, dict) and all(k in obj for k in ("G", "D", "G_ema")):
+            raise NetworkPickleError(f"{path}: this is a PyTorch stylegan2-ada-pytorch pickle, not a TF one")
+        raise NetworkPickleError(f"{path}: not a StyleGAN network pickle (it holds {_describe(obj)}; "
+                                 "expected a (G, D, Gs) tuple of dnnlib.tflib.network.Network objects)")
     except RecursionError:
         raise NetworkPickleError(f"{path}: damaged or hostile pickle (nested too deeply)") from None
-    if isinstance(obj, dict) and {"G", "D", "G_ema"} <= set(obj):
-        raise NetworkPickleError(f"{path}: this is a PyTorch stylegan2-ada-pytorch pickle, not a TF one")
-    raise NetworkPickleError(f"{path}: not a StyleGAN network pickle (it holds {_describe(obj)}; "
-                             "expected a (G, D, Gs) tuple of dnnlib.tflib.network.Network objects)")
 
 
 def _describe(obj) -> str:
     if isinstance(obj, dict):
-        return f"a dict with keys {_short(sorted(map(str, obj)), 60)}"
+        keys = sorted(_short(k, 30) for k in itertools.islice(dict.keys(obj), 20))
+        return f"a dict with keys {_short(keys, 60)}"
     if isinstance(obj, (tuple, list)):
         return f"a {type(obj).__name__} of {len(obj)} {_short(sorted({type(o).__name__ for o in obj}), 60)}"
     return f"a {type(obj).__name__}"
@@ -508,16 +704,9 @@ def _nvidia_state(state: NetworkState, where: str) -> _NetworkOut:
     return _NetworkOut(out)
 
 
-def _umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState], Gs: Optional[NetworkState],
                       protocol: Optional[int] = None) -> str:
-    """Write network states as an NVIDIA pickle, atomically (temp file in the same folder, then rename).
+    """Write network states as an NVIDIA pickle, atomically (:func:`stylegan_tl.atomic.atomic_write`).
 
     Args:
         path: output file.
@@ -539,18 +728,11 @@ def write_network_pkl(path, G: Optional[NetworkState], D: Optional[NetworkState]
         protocol = 3 if any(n.version >= 5 for n, _ in given) else 4
     if protocol not in (3, 4):
         raise NetworkPickleError(f"{path}: pickle protocol {protocol!r} (write 3 or 4, as NVIDIA did)")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's private 0o600
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             _NvidiaPickler(f, protocol).dump(tuple(nets) if len(nets) == 3 else nets[0])
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, NetworkPickleError):
-            raise NetworkPickleError(f"{path}: {e}") from None
-        if isinstance(e, (pickle.PicklingError, TypeError, ValueError)):
-            raise NetworkPickleError(f"{path}: cannot write ({e})") from None
-        raise
+    except NetworkPickleError as e:
+        raise NetworkPickleError(f"{path}: {e}") from None
+    except (pickle.PicklingError, TypeError, ValueError) as e:
+        raise NetworkPickleError(f"{path}: cannot write ({e})") from None
     return path
