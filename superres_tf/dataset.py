@@ -2,7 +2,8 @@
 
 The split into training and held-out photos is by FILE (never by crop), deterministic given the
 seed. Unreadable or too-small files are skipped and named in the log. Pairs are NHWC float32 in
-[0, 1]: `low` is `crop / scale` pixels square, `high` is `crop` pixels square.
+[0, 1]: `low` is `crop / scale` pixels square, `high` is `crop` pixels square. Scale augmentation:
+each photo is also used downscaled (`photo_scales`), so a few photos give many scales of content.
 """
 
 import os
@@ -10,14 +11,20 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from PIL import Image
 
 from superres_tf import images
 from superres_tf.degrade import check_scale, degrade, mod_crop
 from superres_tf.errors import ConfigError, DatasetError, ImageReadError
 
-# Degradation used for training unless told otherwise (fastai's crappify range for JPEG).
-DEFAULT_DEGRADATION = {"resample": "bicubic", "jpeg_quality": (10, 70), "jpeg_prob": 1.0,
-                       "blur_sigma": None, "noise_sigma": None}
+# Degradation used for training unless told otherwise: what the model meets in use. Clean
+# antialiased bicubic on a third of the crops, JPEG at any quality 30-95 on the rest; mild blur
+# (before the downscale, in high-resolution pixels) and mild noise on a few.
+DEFAULT_DEGRADATION = {"resample": "bicubic", "jpeg_quality": (30, 95), "jpeg_prob": 0.65,
+                       "blur_sigma": (0.3, 1.2), "blur_prob": 0.1, "noise_sigma": (0.5, 3.0),
+                       "noise_prob": 0.1}
+# Each training photo is also used at these fractions of its size (antialiased Lanczos).
+DEFAULT_PHOTO_SCALES = (1.0, 0.8, 0.64, 0.5, 0.4)
 
 
 def split_files(paths, holdout=0.2, seed=0):
@@ -81,6 +88,19 @@ def load_folder(folder, min_side, holdout=0.2, seed=0):
     return train_images, held_images
 
 
+def photo_pyramid(array, photo_scales, min_side):
+    """uint8 HWC photo -> list of copies at each fraction of its size (Lanczos), those >= `min_side`."""
+    image = Image.fromarray(array)
+    copies = []
+    for fraction in photo_scales:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"photo scale {fraction!r}: expected a fraction in (0, 1]")
+        size = (round(image.size[0] * fraction), round(image.size[1] * fraction))
+        if min(size) >= min_side:
+            copies.append(array if fraction == 1 else np.asarray(image.resize(size, Image.LANCZOS)))
+    return copies
+
+
 def random_pair(array, crop, scale, rng, degradation):
     """One random crop (+ horizontal flip) of a uint8 RGB image -> (low, high) float32 HWC in [0, 1]."""
     top = rng.integers(0, array.shape[0] - crop + 1)
@@ -92,17 +112,19 @@ def random_pair(array, crop, scale, rng, degradation):
     return images.to_unit_float(low), images.to_unit_float(high)
 
 
-def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None):
+def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None, photo_scales=(1.0,)):
     """Endless tf.data.Dataset of batches (low [B, crop/s, crop/s, 3], high [B, crop, crop, 3]).
 
-    Random crops of `crop` pixels (a multiple of `scale`) from randomly chosen images; each image
-    must be at least `crop` pixels on each side. The stream is fixed by `seed` (an int or a tuple
-    of ints, e.g. (seed, stage, epoch) so that a resumed run does not repeat its first batches).
+    Random crops of `crop` pixels (a multiple of `scale`) from randomly chosen images, each image
+    taken at a random one of `photo_scales` (fractions of its size; copies smaller than `crop` are
+    left out). The stream is fixed by `seed` (an int or a tuple of ints, e.g. (seed, stage, epoch)
+    so that a resumed run does not repeat its first batches).
     """
     check_scale(scale)
     if crop % scale:
         raise ConfigError(f"crop={crop} is not a multiple of scale {scale}")
-    usable = [a for _, a in train_images if min(a.shape[:2]) >= crop]
+    pyramids = [photo_pyramid(a, photo_scales, crop) for _, a in train_images]
+    usable = [copies for copies in pyramids if copies]
     if not usable:
         raise DatasetError(f"no training image is at least {crop} px on each side")
     degradation = dict(DEFAULT_DEGRADATION if degradation is None else degradation)
@@ -111,7 +133,8 @@ def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None):
     def generate():
         rng = np.random.default_rng(seed_key)
         while True:
-            yield random_pair(usable[rng.integers(len(usable))], crop, scale, rng, degradation)
+            copies = usable[rng.integers(len(usable))]
+            yield random_pair(copies[rng.integers(len(copies))], crop, scale, rng, degradation)
 
     low_size = crop // scale
     signature = (tf.TensorSpec((low_size, low_size, 3), tf.float32),

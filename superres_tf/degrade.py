@@ -2,8 +2,9 @@
 
 Order of operations (each optional except the resize for scale > 1):
 optional Gaussian blur -> antialiased downscale by `scale` -> optional Gaussian noise -> JPEG at a
-random quality. With scale=1 ("same-size" mode) there is no resize: only blur, noise and JPEG, for
-restoring GAN samples without enlarging them. Deterministic given `seed`.
+random quality. Each optional step happens with its own probability, so one degradation setting
+mixes clean and damaged copies. With scale=1 ("same-size" mode) there is no resize: only blur,
+noise and JPEG, for restoring GAN samples without enlarging them. Deterministic given `seed`.
 """
 
 import io
@@ -40,7 +41,7 @@ def mod_crop(array, scale):
 
 
 def degrade(high, scale=4, jpeg_quality=(10, 70), seed=0, resample="bicubic", blur_sigma=None,
-            noise_sigma=None, jpeg_prob=1.0):
+            noise_sigma=None, jpeg_prob=1.0, blur_prob=1.0, noise_prob=1.0):
     """Make a low-quality copy of an RGB image.
 
     Args:
@@ -53,6 +54,7 @@ def degrade(high, scale=4, jpeg_quality=(10, 70), seed=0, resample="bicubic", bl
       blur_sigma: Gaussian blur sigma in pixels before the resize: number, (low, high) or None.
       noise_sigma: Gaussian noise sigma in 0-255 units after the resize: number, (low, high) or None.
       jpeg_prob: probability of applying the JPEG step (1.0 = always).
+      blur_prob, noise_prob: probabilities of the blur and noise steps (when their sigma is set).
 
     Returns:
       The degraded image, of the same kind as `high` (PIL image or uint8 HWC array).
@@ -67,11 +69,11 @@ def degrade(high, scale=4, jpeg_quality=(10, 70), seed=0, resample="bicubic", bl
     image = (high if is_pil else Image.fromarray(np.asarray(high, dtype=np.uint8))).convert("RGB")
     if min(image.size) < scale:
         raise ConfigError(f"image of {image.size[0]}x{image.size[1]} pixels is smaller than scale {scale}")
-    if blur:
+    if blur and rng.uniform() < blur_prob:
         image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(*blur))))
     if scale > 1:
         image = image.resize((image.size[0] // scale, image.size[1] // scale), RESAMPLE[resample])
-    if noise:
+    if noise and rng.uniform() < noise_prob:
         pixels = np.asarray(image, dtype=np.float32)
         pixels = pixels + rng.normal(0.0, rng.uniform(*noise), size=pixels.shape)
         image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))

@@ -125,3 +125,31 @@ def test_wrong_mode_and_too_small_images_are_rejected(tmp_path):
     Image.fromarray(_photo(3, 30)).save(tmp_path / "thin.png")
     with pytest.raises(ImageReadError, match="too small"):
         images.read_image(str(tmp_path / "thin.png"), min_side=4)
+
+
+def test_each_optional_step_happens_with_its_probability():
+    photo = _photo()
+    never = dict(scale=2, jpeg_quality=None, blur_sigma=2.0, blur_prob=0.0, noise_sigma=5.0, noise_prob=0.0)
+    always = dict(never, blur_prob=1.0)
+    clean = degrade(photo, scale=2, jpeg_quality=None)
+    np.testing.assert_array_equal(degrade(photo, seed=1, **never), clean)
+    assert not np.array_equal(degrade(photo, seed=1, **always), clean)
+    jpeg_rate = np.mean([not np.array_equal(degrade(photo, scale=2, jpeg_quality=50, jpeg_prob=0.5, seed=s), clean)
+                         for s in range(40)])
+    assert 0.2 < jpeg_rate < 0.8
+
+
+def test_photo_pyramid_keeps_the_copies_large_enough_for_a_crop():
+    copies = dataset.photo_pyramid(_photo(100, 200), (1.0, 0.5, 0.3), min_side=40)
+    assert [c.shape for c in copies] == [(100, 200, 3), (50, 100, 3)]
+    with pytest.raises(ConfigError, match="photo scale"):
+        dataset.photo_pyramid(_photo(), (1.5,), min_side=8)
+
+
+def test_pair_dataset_draws_crops_from_downscaled_copies(folder):
+    train, _ = dataset.load_folder(str(folder), min_side=32, holdout=0.25)
+    whole = next(iter(dataset.pair_dataset(train, scale=4, crop=32, batch_size=8, seed=0, photo_scales=(1.0,))))
+    mixed = next(iter(dataset.pair_dataset(train, scale=4, crop=32, batch_size=8, seed=0,
+                                           photo_scales=(1.0, 0.5))))
+    assert tuple(mixed[1].shape) == (8, 32, 32, 3)
+    assert not np.array_equal(whole[1], mixed[1])
