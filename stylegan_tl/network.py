@@ -11,6 +11,7 @@ Example::
 """
 
 import collections
+import contextlib
 import copy
 import importlib
 import math
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 from . import pickle_io, pretrained
 from .errors import StyleGANTLError
+from .ops import ACTIVATIONS
 
 FAMILIES = ("stylegan", "stylegan2", "stylegan2-ada")
 _ARCH_MODULES = {"stylegan": "arch_v1", "stylegan2": "arch_v2", "stylegan2-ada": "arch_ada"}
@@ -70,6 +72,97 @@ def _freeze(value):
     return value
 
 
+# ----------------------------------------------------------------------------------------------
+# Static kwargs: the type and range of every value a pickle may set, checked before anything is built
+# (bounds generous around NVIDIA's networks: <= 1024 px, <= 512 feature maps, 8 mapping layers).
+
+_SIZE_KWARGS = {
+    "resolution": (4, 8192), "num_channels": (1, 16), "label_size": (0, 10_000), "latent_size": (1, 2048),
+    "dlatent_size": (1, 2048), "mapping_fmaps": (1, 2048), "label_fmaps": (1, 2048), "mapping_layers": (0, 64),
+    "fmap_base": (1, 1 << 20), "fmap_max": (1, 1024), "fmap_min": (1, 1024), "fmap_const": (1, 1024),
+    "dlatent_broadcast": (1, 64), "mbstd_group_size": (0, 1024), "mbstd_num_features": (0, 64),
+    "num_fp16_res": (0, 16), "freeze_layers": (0, 64), "score_size": (1, 1024), "score_max": (1, 1024),
+    "pagan_num": (0, 1024), "truncation_cutoff": (0, 64), "truncation_cutoff_val": (0, 64)}
+_REAL_KWARGS = frozenset({"mapping_lrmul", "fmap_decay", "truncation_psi", "truncation_psi_val", "dlatent_avg_beta",
+                          "style_mixing_prob", "conv_clamp", "augment_strength", "adaptive_dropout", "pagan_fade"})
+_CHOICE_KWARGS = {"architecture": ("orig", "skip", "resnet"), "nonlinearity": tuple(ACTIVATIONS),
+                  "mapping_nonlinearity": tuple(ACTIVATIONS), "dtype": ("float32", "float16"),
+                  "structure": ("auto", "fixed", "linear", "recursive"), "fused_scale": (True, False, "auto")}
+_NAME_KWARGS = frozenset({"mapping_func", "synthesis_func"})
+_FILTER_KWARGS = frozenset({"resample_kernel", "blur_filter"})
+_FLAG_KWARGS = frozenset({
+    "normalize_latents", "randomize_noise", "fused_modconv", "use_noise", "is_training", "is_validation",
+    "return_dlatents", "is_template_graph", "use_styles", "const_input_layer", "use_wscale", "use_pixel_norm",
+    "use_instance_norm", "force_clean_graph", "use_pagan", "use_spectral_norm"})
+_NONE_OK = frozenset({"mapping_fmaps", "label_fmaps", "fmap_const", "dlatent_broadcast", "mbstd_group_size",
+                      "conv_clamp", "truncation_psi", "truncation_cutoff", "truncation_psi_val",
+                      "truncation_cutoff_val", "dlatent_avg_beta", "style_mixing_prob", "blur_filter"})
+KNOWN_KWARGS = (frozenset(_SIZE_KWARGS) | _REAL_KWARGS | frozenset(_CHOICE_KWARGS) | _NAME_KWARGS | _FILTER_KWARGS
+                | _FLAG_KWARGS)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return (_is_int(value) or isinstance(value, (float, np.floating))) and abs(float(value)) <= 1e6
+
+
+def _kwarg_problem(name, value):
+    """What is wrong with static kwarg ``name=value`` (a phrase), or None. Unknown names pass (the
+    architecture names them)."""
+    if value is None and name in _NONE_OK:
+        return None
+    if name in _SIZE_KWARGS:
+        low, high = _SIZE_KWARGS[name]
+        return None if _is_int(value) and low <= value <= high else f"expected an integer in [{low}, {high}]"
+    if name in _REAL_KWARGS:
+        return None if _is_real(value) else "expected a finite number"
+    if name in _CHOICE_KWARGS:
+        ok = any(type(value) is type(c) and value == c for c in _CHOICE_KWARGS[name])
+        return None if ok else f"expected one of {', '.join(map(repr, _CHOICE_KWARGS[name]))}"
+    if name in _NAME_KWARGS:
+        return None if isinstance(value, str) and len(value) <= 64 else "expected a build function name"
+    if name in _FILTER_KWARGS:
+        ok = isinstance(value, (list, tuple)) and 1 <= len(value) <= 16 and all(map(_is_real, value))
+        return None if ok else "expected a list of 1 to 16 numbers"
+    if name in _FLAG_KWARGS:
+        return None if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)) else "expected True or False"
+    return None
+
+
+def _check_static_kwargs(kwargs, where):
+    """Raise StyleGANTLError naming ``where`` and the first static kwarg of the wrong type or range."""
+    for name, value in kwargs.items():
+        problem = _kwarg_problem(name, value)
+        if problem:
+            shown = f"<{value.bit_length()}-bit integer>" if _is_int(value) and int(value).bit_length() > 64 else repr(value)
+            raise StyleGANTLError(f"{where}: static kwarg {name}={shown[:60]}: {problem}")
+
+
+@contextlib.contextmanager
+def _only_pickled_variables(values, where):
+    """While active, creating a variable the pickle lacks (``values``: local name -> array) or with
+    another shape raises StyleGANTLError, so a network that does not match its pickle stops at its
+    first variable instead of allocating all of them."""
+    by_tf_name = {name.replace("/", "_"): name for name in values}
+
+    def creator(next_creator, **kwargs):
+        name = by_tf_name.get(kwargs.get("name"))
+        if name is None:
+            raise StyleGANTLError(f"{where}: variables missing from the pickle: "
+                                  f"{kwargs.get('name')} (and maybe more)")
+        shape = list(np.shape(kwargs.get("initial_value")))
+        if shape != list(np.shape(values[name])):
+            raise StyleGANTLError(f"{where}: variable {name!r}: shape {list(np.shape(values[name]))} does not "
+                                  f"match {shape}")
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        yield
+
+
 class Network:
     """One NVIDIA network (G, Gs, D, or a G component) over an architecture ``tf.Module``.
 
@@ -115,10 +208,14 @@ class Network:
     @classmethod
     def _from_state_in_family(cls, state, family, where, components):
         arch = _arch_class(family, state.build_func_name)
+        _check_static_kwargs(state.static_kwargs, f"{where}: network {state.name!r}")
         try:
-            module = arch(state.static_kwargs, state.name, **{k: c.module for k, c in components.items()})
+            with _only_pickled_variables(state.variables, f"{where}: network {state.name!r}"):
+                module = arch(state.static_kwargs, state.name, **{k: c.module for k, c in components.items()})
         except StyleGANTLError as e:
-            raise StyleGANTLError(f"{where}: network {state.name!r}: {e}") from None
+            message = str(e)
+            raise StyleGANTLError(message if message.startswith(f"{where}: ") else
+                                  f"{where}: network {state.name!r}: {message}") from None
         _assign_state_variables(module.own_vars, state.variables, f"{where}: network {state.name!r}")
         return cls(module, family, state.name, state.version, state.build_func_name, state.static_kwargs,
                    components, state.build_module_src, state.extra)
@@ -140,6 +237,7 @@ class Network:
         func = _TOP_FUNCS[(family, kind)]
         kwargs = dict(num_channels=3, resolution=resolution, label_size=0)
         kwargs.update(static_kwargs)
+        _check_static_kwargs(kwargs, f"from_config({family!r}, {kind!r})")
         module = _arch_class(family, func)(kwargs, kind, seed=seed)
         components = {}
         if kind == "G":
