@@ -25,7 +25,6 @@ Python API::
 
 import contextlib
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -230,30 +229,20 @@ def define_flags():
     flags.DEFINE_string("outdir", None, "New folder for the SavedModel.")
 
 
-def main(argv):
+def run_from_flags():
+    """Export the generator the flags name; returns the lines to print."""
     from .generate import _load_generator
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    try:
-        if not FLAGS.network:
-            raise StyleGANTLError("--network is required (pickle path, URL or official name)")
-        if not FLAGS.outdir:
-            raise StyleGANTLError("--outdir is required (a new folder for the SavedModel)")
-        export_generator(_load_generator(FLAGS.network), FLAGS.outdir)
-    except StyleGANTLError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote SavedModel {FLAGS.outdir} (signatures: generate, mapping, synthesis)")
-    return 0
+    if not FLAGS.network:
+        raise StyleGANTLError("--network is required (pickle path, URL or official name)")
+    if not FLAGS.outdir:
+        raise StyleGANTLError("--outdir is required (a new folder for the SavedModel)")
+    export_generator(_load_generator(FLAGS.network), FLAGS.outdir)
+    return [f"wrote SavedModel {FLAGS.outdir} (signatures: generate, mapping, synthesis)"]
 
 
 if __name__ == "__main__":
-    from .generate import _parse_flags
+    from . import cli
 
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    app.run(lambda argv: cli.run_main(argv, run_from_flags), flags_parser=cli.parse_flags)

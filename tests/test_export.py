@@ -1,19 +1,16 @@
 """Generator SavedModel: plain TensorFlow in a fresh process matches Gs.run; no compiled op inside."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from plain_tf import run_plain_tf
+from subprocesses import error_lines, run_module, run_plain_tf
 from stylegan_tl import load_network_pkl
 from stylegan_tl.export import custom_ops_in, export_generator
 from stylegan_tl.generate import seed_inputs, temporarily_set
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # v1 (own truncation cutoff 8) and ADA (a v2 subclass: modulated convs, FIR resampling ops).
 CASES = {"v1": ("A_v1_r32", 0.7), "ada": ("G_ada_r32", 0.5)}
 
@@ -26,17 +23,6 @@ def exported(tmp_path_factory):
         Gs = load_network_pkl(str(FIXTURES / fixture / "network.pkl"))[2]
         out[case] = (Gs, export_generator(Gs, str(tmp_path_factory.mktemp(case) / "saved")))
     return out
-
-
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "stylegan_tl.export", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
-def _errors(result):
-    assert "Traceback" not in result.stderr
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def test_fresh_process_without_the_package_matches_gs_run(exported, tmp_path):
@@ -115,12 +101,12 @@ def test_no_compiled_op_in_the_export_even_when_the_environment_asks_for_them(ex
 def test_cli_exports_and_refuses_a_used_folder(tmp_path):
     pkl = str(FIXTURES / "C_v2_orig_orig_r16" / "network.pkl")
     outdir = tmp_path / "gen"
-    ok = _cli(f"--network={pkl}", f"--outdir={outdir}")
+    ok = run_module("stylegan_tl.export", f"--network={pkl}", f"--outdir={outdir}")
     assert ok.returncode == 0, ok.stderr
     assert (outdir / "saved_model.pb").is_file()
-    again = _cli(f"--network={pkl}", f"--outdir={outdir}")
+    again = run_module("stylegan_tl.export", f"--network={pkl}", f"--outdir={outdir}")
     assert again.returncode == 2
-    assert _errors(again) == [f"error: {outdir}: already exists and is not an empty folder (choose a new --outdir)"]
-    missing = _cli(f"--network={tmp_path / 'no.pkl'}", f"--outdir={tmp_path / 'x'}")
-    assert missing.returncode == 2 and len(_errors(missing)) == 1 and "no.pkl" in _errors(missing)[0]
+    assert error_lines(again) == [f"error: {outdir}: already exists and is not an empty folder (choose a new --outdir)"]
+    missing = run_module("stylegan_tl.export", f"--network={tmp_path / 'no.pkl'}", f"--outdir={tmp_path / 'x'}")
+    assert missing.returncode == 2 and len(error_lines(missing)) == 1 and "no.pkl" in error_lines(missing)[0]
     assert sorted(os.listdir(tmp_path)) == ["gen"]

@@ -1,18 +1,15 @@
 """SR SavedModel: plain TensorFlow in a fresh process gives enhance_image's output; CLI errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from plain_tf import run_plain_tf
+from subprocesses import error_lines, run_module, run_plain_tf
 from superres_tf.enhance import DEFAULT_MODEL, enhance_image
 from superres_tf.export import export_sr_model
 from superres_tf.unet import load_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Sizes: not multiples of the model's 4 (padding path), the 4 px minimum, a batch of two.
 SHAPES = {"odd": (1, 37, 50), "tiny": (1, 4, 4), "pair": (2, 24, 16)}
 
@@ -23,18 +20,6 @@ def exported(tmp_path_factory):
     outdir = str(tmp_path_factory.mktemp("sr") / "saved")
     export_sr_model(model, outdir)
     return model, outdir
-
-
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "superres_tf.export", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
-def _errors(result):
-    """The ``error:`` lines of a command's stderr (TensorFlow may log other lines first)."""
-    assert "Traceback" not in result.stderr
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def test_fresh_process_without_the_package_matches_enhance_image(exported, tmp_path):
@@ -58,21 +43,21 @@ def test_fresh_process_without_the_package_matches_enhance_image(exported, tmp_p
 
 def test_cli_exports_the_default_model_and_refuses_a_used_folder(tmp_path):
     outdir = tmp_path / "sr"
-    ok = _cli(f"--outdir={outdir}")
+    ok = run_module("superres_tf.export", f"--outdir={outdir}")
     assert ok.returncode == 0, ok.stderr
     assert (outdir / "saved_model.pb").is_file() and (outdir / "variables").is_dir()
-    again = _cli(f"--outdir={outdir}")
+    again = run_module("superres_tf.export", f"--outdir={outdir}")
     assert again.returncode == 2
-    assert _errors(again) == [f"error: {outdir}: already exists and is not an empty folder "
+    assert error_lines(again) == [f"error: {outdir}: already exists and is not an empty folder "
                                                  "(choose a new --outdir)"]
     assert sorted(os.listdir(tmp_path)) == ["sr"]  # no temporary folder left behind
 
 
-def test_cli_bad_model_and_missing_outdir_are_one_line_errors(tmp_path):
-    missing = _cli(f"--model={tmp_path / 'none.keras'}", f"--outdir={tmp_path / 'out'}")
+def test_cli_bad_model_and_missing_outdir_are_one_lineerror_lines(tmp_path):
+    missing = run_module("superres_tf.export", f"--model={tmp_path / 'none.keras'}", f"--outdir={tmp_path / 'out'}")
     assert missing.returncode == 2
-    assert _errors(missing) == [f"error: {tmp_path / 'none.keras'}: model file not found"]
-    no_outdir = _cli()
+    assert error_lines(missing) == [f"error: {tmp_path / 'none.keras'}: model file not found"]
+    no_outdir = run_module("superres_tf.export", )
     assert no_outdir.returncode == 2
-    assert _errors(no_outdir) == ["error: --outdir is required (a new folder for the SavedModel)"]
+    assert error_lines(no_outdir) == ["error: --outdir is required (a new folder for the SavedModel)"]
     assert not (tmp_path / "out").exists()
