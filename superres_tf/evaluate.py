@@ -1,13 +1,16 @@
 """Compare a super-resolution model with bicubic upscaling on a folder of photos.
 
-`python -m superres_tf.evaluate --model=M.keras --data=DIR [--scale=4] [--degradation=bicubic|train]
-[--files=a.jpg,b.jpg | --files=heldout]` prints PSNR-Y / SSIM-Y (border = scale, 8-bit results)
-of the model and of bicubic per image and their means.
+`python -m superres_tf.evaluate --model=M.keras --data=DIR [--scale=4] [--width=512]
+[--degradation=bicubic,jpeg50|train] [--files=a.jpg,b.jpg | --files=heldout]` prints, per
+degradation, PSNR-Y / SSIM-Y (border = scale, 8-bit results), chroma PSNR (Cb, Cr) and sharpness
+of the model and of bicubic per image, the mean gain and its 95% interval.
 
---degradation=bicubic is the standard "BI" protocol: the photo, cropped to a multiple of the scale,
-is downscaled with antialiased bicubic only. --degradation=train uses the degradation the model was
-trained with (JPEG etc.), read from the training config JSON (`--train_config`; by default
-`<model>.json` or `config.json` beside the model); image i is degraded with seed (seed, i).
+--width=W first resizes each ground-truth photo to W pixels wide (Lanczos). --degradation=bicubic
+is the standard "BI" protocol: the photo, cropped to a multiple of the scale, is downscaled with
+antialiased bicubic only; jpeg50 then saves that low-resolution copy as JPEG quality 50 (PIL's
+defaults). --degradation=train uses the degradation the model was trained with, read from the
+training config JSON (`--train_config`; by default `<model>.json` or `config.json` beside the
+model); image i is degraded with seed (seed, i).
 """
 
 import json
@@ -16,6 +19,7 @@ import sys
 
 import numpy as np
 from absl import app, flags, logging
+from PIL import Image
 
 from superres_tf import dataset, images, metrics
 from superres_tf.enhance import DEFAULT_MODEL, enhance_image, model_scale
@@ -24,6 +28,9 @@ from superres_tf.unet import load_model
 
 BICUBIC_ONLY = {"resample": "bicubic", "jpeg_quality": None, "jpeg_prob": 1.0, "blur_sigma": None,
                 "noise_sigma": None}
+# Named evaluation protocols: the standard BI one and the same low-resolution copy as JPEG q50.
+PROTOCOLS = {"bicubic": BICUBIC_ONLY, "jpeg50": dict(BICUBIC_ONLY, jpeg_quality=50)}
+_KEYS = ("psnr_y", "ssim_y", "psnr_cb", "psnr_cr", "sharpness")
 
 
 def find_train_config(model_path):
@@ -54,38 +61,63 @@ def config_value(config, key, path):
     return config[key]
 
 
-def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32):
-    """Score model and bicubic on each photo.
+def resize_to_width(array, width):
+    """uint8 HWC photo -> `width` pixels wide (Lanczos, aspect kept); None or a wider target: as is."""
+    if not width or array.shape[1] <= width:
+        return array
+    image = Image.fromarray(array)
+    return np.asarray(image.resize((width, max(1, round(image.size[1] * width / image.size[0]))), Image.LANCZOS))
 
-    Returns a list of dicts: name, model_psnr, model_ssim, bicubic_psnr, bicubic_ssim (Y channel,
-    border `scale`).
+
+def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32, width=None):
+    """Score model and bicubic on each photo (first resized to `width` pixels wide if given).
+
+    Returns a list of dicts: name, then model_<k> and bicubic_<k> for k in psnr_y, ssim_y,
+    psnr_cb, psnr_cr, sharpness (border `scale`, 8-bit results; see superres_tf.metrics), and the
+    short aliases model_psnr, model_ssim, bicubic_psnr, bicubic_ssim (= the Y values).
     """
     loaded = dataset.load_rgb_images(paths, min_side=4 * scale)
     if not loaded:
         raise DatasetError(f"{os.path.dirname(paths[0]) if paths else '.'}: no usable image to evaluate "
                            f"among {len(paths)} file(s)")
+    loaded = [(path, resize_to_width(array, width)) for path, array in loaded]
     rows = []
     for name, low, high in dataset.heldout_pairs(loaded, scale, seed, degradation):
         sr = enhance_image(model, low, tile=tile, overlap=overlap)
-        model_psnr, model_ssim = metrics.score(sr, high, scale)
-        bicubic_psnr, bicubic_ssim = metrics.score(metrics.bicubic_baseline(low, scale, high.shape[1::-1]),
-                                                   high, scale)
-        rows.append({"name": name, "model_psnr": model_psnr, "model_ssim": model_ssim,
-                     "bicubic_psnr": bicubic_psnr, "bicubic_ssim": bicubic_ssim})
-        logging.info("%s: model %.3f dB, bicubic %.3f dB", name, model_psnr, bicubic_psnr)
+        row = {"name": name}
+        for kind, result in (("model", sr), ("bicubic", metrics.bicubic_baseline(low, scale, high.shape[1::-1]))):
+            row.update({f"{kind}_{k}": v for k, v in metrics.full_score(result, high, scale).items()})
+            row.update({f"{kind}_psnr": row[f"{kind}_psnr_y"], f"{kind}_ssim": row[f"{kind}_ssim_y"]})
+        rows.append(row)
+        logging.info("%s: model %.3f dB, bicubic %.3f dB", name, row["model_psnr"], row["bicubic_psnr"])
     return rows
 
 
+def summarize(rows):
+    """Means of every score, and the mean PSNR-Y gain over bicubic with its 95% t-interval."""
+    summary = {f"{kind}_{k}": float(np.mean([r[f"{kind}_{k}"] for r in rows]))
+               for kind in ("model", "bicubic") for k in _KEYS}
+    gains = [r["model_psnr_y"] - r["bicubic_psnr_y"] for r in rows]
+    summary["gain_psnr_y"], summary["gain_95"] = metrics.mean_interval(gains)
+    return summary
+
+
 def format_table(rows):
-    """Markdown table: per image and mean, model vs bicubic PSNR-Y (dB) / SSIM-Y and the gain."""
-    lines = ["| image | model PSNR-Y | bicubic PSNR-Y | gain (dB) | model SSIM-Y | bicubic SSIM-Y |",
-             "|---|---|---|---|---|---|"]
-    keys = ("model_psnr", "bicubic_psnr", "model_ssim", "bicubic_ssim")
-    mean = {"name": "**mean**", **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
-    for row in rows + [mean]:
-        lines.append(f"| {row['name']} | {row['model_psnr']:.2f} | {row['bicubic_psnr']:.2f} | "
-                     f"{row['model_psnr'] - row['bicubic_psnr']:+.2f} | {row['model_ssim']:.4f} | "
-                     f"{row['bicubic_ssim']:.4f} |")
+    """Markdown table: per image and mean, model vs bicubic PSNR-Y (dB), the gain, SSIM-Y,
+    chroma PSNR and sharpness, then the 95% interval of the mean gain."""
+    lines = ["| image | model PSNR-Y | bicubic PSNR-Y | gain (dB) | model SSIM-Y | bicubic SSIM-Y | "
+             "model Cb / Cr PSNR | bicubic Cb / Cr PSNR | model sharpness | bicubic sharpness |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    summary = summarize(rows)
+    for row in rows + [dict(summary, name="**mean**")]:
+        lines.append(f"| {row['name']} | {row['model_psnr_y']:.2f} | {row['bicubic_psnr_y']:.2f} | "
+                     f"{row['model_psnr_y'] - row['bicubic_psnr_y']:+.2f} | {row['model_ssim_y']:.4f} | "
+                     f"{row['bicubic_ssim_y']:.4f} | {row['model_psnr_cb']:.2f} / {row['model_psnr_cr']:.2f} | "
+                     f"{row['bicubic_psnr_cb']:.2f} / {row['bicubic_psnr_cr']:.2f} | "
+                     f"{row['model_sharpness']:.2f} | {row['bicubic_sharpness']:.2f} |")
+    low, high = summary["gain_95"]
+    lines.append(f"\nmean PSNR-Y gain {summary['gain_psnr_y']:+.2f} dB, 95% interval [{low:+.2f}, {high:+.2f}] "
+                 f"over {len(rows)} image(s)")
     return "\n".join(lines)
 
 
@@ -125,7 +157,9 @@ def define_flags():
     flags.DEFINE_string("model", None, "Model (.keras); default: the embedded x4 model.")
     flags.DEFINE_string("data", None, "Folder of ground-truth photos.")
     flags.DEFINE_integer("scale", None, "Scale factor (default: the model's).")
-    flags.DEFINE_enum("degradation", "bicubic", ["bicubic", "train"], "BI protocol or the training degradation.")
+    flags.DEFINE_list("degradation", ["bicubic"], "Comma-separated protocols: 'bicubic' (BI), 'jpeg50' "
+                      "(BI, then JPEG q50), 'train' (the model's training degradation).")
+    flags.DEFINE_integer("width", None, "Resize each ground-truth photo to this width first (Lanczos).")
     flags.DEFINE_list("files", [], "Only these file names ('heldout' = the training run's held-out files).")
     flags.DEFINE_string("train_config", None, "Training config JSON (default: beside the model).")
     flags.DEFINE_integer("seed", 0, "Seed of the degradation.")
@@ -146,18 +180,29 @@ def main(argv):
             raise ConfigError(f"--scale={FLAGS.scale} but {model_path} upscales x{scale}")
         config_path = FLAGS.train_config or find_train_config(model_path)
         config = read_train_config(config_path) if config_path else None
-        degradation = BICUBIC_ONLY
-        if FLAGS.degradation == "train":
-            if config is None:
-                raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
-            degradation = config_value(config, "degradation", config_path)
+        degradations = {}
+        for name in FLAGS.degradation:
+            if name == "train":
+                if config is None:
+                    raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
+                degradations[name] = config_value(config, "degradation", config_path)
+            elif name in PROTOCOLS:
+                degradations[name] = PROTOCOLS[name]
+            else:
+                raise ConfigError(f"--degradation={name}: expected {', '.join(PROTOCOLS)} or train")
         paths = select_files(FLAGS.data, FLAGS.files, config, config_path)
-        rows = evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap)
+        tables = {name: evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap,
+                                 FLAGS.width) for name, degradation in degradations.items()}
     except SuperResError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"model {model_path}, x{scale}, degradation {FLAGS.degradation}: {json.dumps(degradation)}")
-    print(format_table(rows))
+    for name, rows in tables.items():
+        print(f"\nmodel {model_path}, x{scale}, width {FLAGS.width or 'as is'}, degradation {name}: "
+              f"{json.dumps(degradations[name])}")
+        print(format_table(rows))
+    if len(tables) > 1:
+        gains = [summarize(rows)["gain_psnr_y"] for rows in tables.values()]
+        print(f"\nmean PSNR-Y gain across the {len(tables)} degradations: {np.mean(gains):+.2f} dB")
     note = training_overlap_note(paths, config)
     if note:
         print(note)

@@ -1,12 +1,15 @@
-"""Standard super-resolution metrics on the Y channel (BasicSR / MATLAB protocol).
+"""Standard super-resolution metrics on the Y channel (BasicSR / MATLAB protocol), plus chroma.
 
-Inputs are HWC RGB float arrays in [0, 1] (numpy). Both metrics:
-  * convert to Y of YCbCr, ITU-R BT.601 studio range: Y = 16 + 65.481 R + 128.553 G + 24.966 B
-    (values in 16..235),
-  * crop `border` pixels (usually the scale factor) from every side,
-  * work in float64 on the 0-255 scale.
+Inputs are HWC RGB float arrays in [0, 1] (numpy). Every metric:
+  * converts to YCbCr, ITU-R BT.601 studio range: Y = 16 + 65.481 R + 128.553 G + 24.966 B
+    (values in 16..235), Cb and Cr in 16..240 (their R, G, B coefficients sum to zero),
+  * crops `border` pixels (usually the scale factor) from every side,
+  * works in float64 on the 0-255 scale.
 PSNR = 10 log10(255^2 / MSE). SSIM = Wang et al. 2004 with an 11x11 Gaussian window, sigma 1.5,
-C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2 and 'valid' filtering, averaged over the map.
+C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2 and 'valid' filtering, averaged over the map. Chroma
+PSNR (Cb, Cr) shows colour fringes that Y-only metrics hide. Sharpness = gradient energy of the
+result's Y over the ground truth's (1 = as much fine detail as the truth; bicubic is well below 1;
+above 1 = over-sharpened or noisy).
 """
 
 import numpy as np
@@ -15,11 +18,21 @@ from superres_tf.degrade import mod_crop, upscale_bicubic
 from superres_tf.images import from_unit_float, to_unit_float
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+# Columns: Y, Cb, Cr (BT.601 studio range, RGB in [0, 1]); offsets 16, 128, 128.
+_YCBCR_WEIGHTS = np.array([[65.481, -37.797, 112.0],
+                           [128.553, -74.203, -93.786],
+                           [24.966, 112.0, -18.214]])
+_YCBCR_OFFSETS = np.array([16.0, 128.0, 128.0])
 
 
 def rgb_to_y(rgb):
     """HWC RGB in [0, 1] -> HW float64 luma Y in 16..235 (BT.601 studio range)."""
     return 16.0 + np.asarray(rgb, dtype=np.float64) @ _Y_WEIGHTS
+
+
+def rgb_to_ycbcr(rgb):
+    """HWC RGB in [0, 1] -> HW3 float64 (Y, Cb, Cr), BT.601 studio range."""
+    return np.asarray(rgb, dtype=np.float64) @ _YCBCR_WEIGHTS + _YCBCR_OFFSETS
 
 
 def _crop(array, border):
@@ -88,7 +101,52 @@ def bicubic_baseline(low, scale, size=None):
     return to_unit_float(upscale_bicubic(from_unit_float(low), scale, size=size))
 
 
+def psnr_ycbcr(a, b, border=0):
+    """{'y', 'cb', 'cr'}: PSNR (dB) per YCbCr channel of two HWC RGB [0, 1] images."""
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    ya, yb = _crop(rgb_to_ycbcr(a), border), _crop(rgb_to_ycbcr(b), border)
+    return {key: psnr_from_mse(np.mean((ya[..., i] - yb[..., i]) ** 2)) for i, key in enumerate(("y", "cb", "cr"))}
+
+
+def gradient_energy(gray):
+    """Mean squared forward difference (horizontal + vertical) of an HW array."""
+    return float(np.mean(np.diff(gray, axis=0) ** 2) + np.mean(np.diff(gray, axis=1) ** 2))
+
+
+def sharpness(sr, high, border=0):
+    """Gradient energy of `sr`'s Y over that of `high`'s Y (HWC RGB [0, 1], same shape)."""
+    ys, yh = _prepare(sr, high, border)
+    return gradient_energy(ys) / max(gradient_energy(yh), 1e-12)
+
+
+# Two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30; 1.96 beyond.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values):
+    """(mean, (low, high)): the mean of per-item values and its 95% t-interval ((nan, nan) for n < 2)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, (float("nan"), float("nan"))
+    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
+    half = t * float(values.std(ddof=1)) / np.sqrt(len(values))
+    return mean, (float(mean - half), float(mean + half))
+
+
 def score(sr, high, scale):
     """(PSNR-Y, SSIM-Y) of an SR result against the ground truth, both 8-bit quantised, border `scale`."""
     sr, high = quantize(sr), quantize(mod_crop(high, scale))
     return psnr_y(sr, high, border=scale), ssim_y(sr, high, border=scale)
+
+
+def full_score(sr, high, scale):
+    """dict of psnr_y, ssim_y, psnr_cb, psnr_cr and sharpness, both images 8-bit quantised,
+    border `scale` (the protocol of :func:`score`)."""
+    sr, high = quantize(sr), quantize(mod_crop(high, scale))
+    psnr = psnr_ycbcr(sr, high, border=scale)
+    return {"psnr_y": psnr["y"], "ssim_y": ssim_y(sr, high, border=scale), "psnr_cb": psnr["cb"],
+            "psnr_cr": psnr["cr"], "sharpness": sharpness(sr, high, border=scale)}

@@ -1,8 +1,9 @@
-"""Train the super-resolution U-Net with the perceptual loss.
+"""Train a super-resolution network (EDSR-like or U-Net) with the perceptual loss.
 
 `python -m superres_tf.train --data=DIR --scale=4 --outdir=DIR [--resume] ...` or
 `run_training(data, outdir, scale=4, ...)` from Python. Progressive resizing: stage k trains on
-crops of `crops[k]` pixels for `stage_epochs[k]` epochs. AdamW with a one-cycle or cosine learning
+crops of `crops[k]` pixels for `stage_epochs[k]` epochs; every photo is also used at the
+fractions of its size in `photo_scales` (scale augmentation). AdamW with a one-cycle or cosine learning
 rate over all steps. After every epoch: a checkpoint (model weights, optimizer state, epoch) in
 `outdir/checkpoint/`, the current model in `outdir/model.keras` (float32, no optimizer), PSNR-Y /
 SSIM-Y on the held-out photos (by file) and before/after images in TensorBoard
@@ -26,7 +27,7 @@ from superres_tf.enhance import enhance_image
 from superres_tf.errors import ConfigError, SuperResError, WeightsError
 from superres_tf.images import atomic_write_bytes, from_unit_float
 from superres_tf.perceptual import DEFAULT_GRAM_WEIGHTS, DEFAULT_LAYERS, DEFAULT_WEIGHTS, PerceptualLoss
-from superres_tf.unet import build_unet
+from superres_tf.models import KEYWORDS, build_model, make_arch
 from superres_tf.vgg import dtype_policy, float32_policy
 
 STRATEGIES = ("default", "mirrored", "one_device")
@@ -210,20 +211,24 @@ def _export_fn(arch, path):
     """Returns f(model): copy the weights into a float32 model built from `arch`, save to `path`."""
     def export(model):
         with float32_policy():
-            clean = build_unet(**arch)
+            clean = build_model(arch)
         clean.set_weights(model.get_weights())
         save_model_atomic(clean, path)
     return export
 
 
-def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 192), stage_epochs=(4, 2),
+def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2, blocks=12, output="luma",
+                 crops=(96, 192), stage_epochs=(4, 2), photo_scales=(1.0,),
                  steps_per_epoch=100, batch_size=16, max_lr=1e-3, schedule="onecycle",
                  weight_decay=1e-4, holdout=0.2, seed=0, vgg_weights="imagenet",
                  loss_layers=DEFAULT_LAYERS, loss_weights=DEFAULT_WEIGHTS,
                  gram_weights=DEFAULT_GRAM_WEIGHTS, pixel_weight=1.0, degradation=None,
                  mixed_precision="none", strategy="default", resume=False, val_max_side=256,
                  verbose="auto"):
-    """Train (or resume) a U-Net on the photos in `data`; write everything into `outdir`.
+    """Train (or resume) a network on the photos in `data`; write everything into `outdir`.
+
+    `arch` is 'edsr' (uses width, blocks, output) or 'unet' (uses width, depth, convs); see
+    superres_tf.models.
 
     Returns a dict: 'model' (path of outdir/model.keras), 'config' (path of config.json),
     'weights_source' (VGG16 weights used), 'heldout' (file names), 'metrics' (last held-out
@@ -249,10 +254,10 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
     heldout = dataset.heldout_pairs(held_images, scale, seed, degradation, max_side=val_max_side)
     with dtype_policy(PRECISIONS[mixed_precision]):
         keras.utils.set_random_seed(seed)
-        arch = {"scale": scale, "width": width, "depth": depth, "convs": convs}
+        arch = make_arch(arch, scale, width=width, depth=depth, convs=convs, blocks=blocks, output=output)
         total_steps = sum(stage_epochs) * steps_per_epoch
         with get_strategy(strategy).scope():
-            model = build_unet(**arch)
+            model = build_model(arch)
             loss = PerceptualLoss(vgg_weights=vgg_weights, layers=loss_layers, weights=loss_weights,
                                   gram_weights=gram_weights, pixel_weight=pixel_weight, seed=seed)
             rate = OneCycle(max_lr, total_steps, pct_start=0.25 if schedule == "onecycle" else 0.0)
@@ -261,7 +266,8 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
             done = checkpointer.restore(model, optimizer) if resume else 0
 
         config = {"data": os.path.abspath(data), "arch": arch, "crops": list(crops),
-                  "stage_epochs": list(stage_epochs), "steps_per_epoch": steps_per_epoch,
+                  "stage_epochs": list(stage_epochs), "photo_scales": list(photo_scales),
+                  "steps_per_epoch": steps_per_epoch,
                   "batch_size": batch_size, "max_lr": max_lr, "schedule": schedule,
                   "weight_decay": weight_decay, "seed": seed, "degradation": degradation,
                   "loss": loss.get_config(), "vgg_weights_source": loss.weights_source,
@@ -286,7 +292,7 @@ def run_training(data, outdir, scale=4, width=32, depth=2, convs=2, crops=(96, 1
             if first < end:
                 logging.info("stage %d: crops of %d px, epochs %d..%d", stage, crop, first + 1, end)
                 stream = dataset.pair_dataset(train_images, scale, crop, batch_size, (seed, stage, first),
-                                              degradation)
+                                              degradation, photo_scales)
                 model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=steps_per_epoch,
                           callbacks=[board, epoch_end], verbose=fit_verbose)
             start = end
@@ -309,9 +315,14 @@ def define_flags():
     flags.DEFINE_string("data", None, "Folder of training photos.")
     flags.DEFINE_string("outdir", None, "Output folder (checkpoints, model.keras, TensorBoard, config.json).")
     flags.DEFINE_integer("scale", 4, "Upscaling factor: 1, 2 or 4.")
-    flags.DEFINE_integer("width", 32, "U-Net channels at the first level.")
-    flags.DEFINE_integer("depth", 2, "U-Net levels.")
-    flags.DEFINE_integer("convs", 2, "3x3 convs per level.")
+    flags.DEFINE_enum("arch", "unet", sorted(KEYWORDS), "Network: 'edsr' (residual blocks at low "
+                      "resolution) or 'unet'.")
+    flags.DEFINE_integer("width", 32, "Channels (edsr: of every conv; unet: at the first level).")
+    flags.DEFINE_integer("depth", 2, "unet: levels.")
+    flags.DEFINE_integer("convs", 2, "unet: 3x3 convs per level.")
+    flags.DEFINE_integer("blocks", 12, "edsr: residual blocks.")
+    flags.DEFINE_enum("output", "luma", ["luma", "rgb"], "edsr: grey residual (chroma stays bicubic) or colour.")
+    flags.DEFINE_list("photo_scales", ["1.0"], "Fractions of each photo's size used for training crops.")
     flags.DEFINE_list("crops", ["96", "192"], "High-resolution crop size of each progressive-resizing stage.")
     flags.DEFINE_list("stage_epochs", ["4", "2"], "Epochs of each stage.")
     flags.DEFINE_integer("steps_per_epoch", 100, "Optimizer steps per epoch.")
@@ -328,6 +339,8 @@ def define_flags():
     flags.DEFINE_float("pixel_weight", 1.0, "Pixel L1 weight.")
     flags.DEFINE_list("jpeg_quality", ["10", "70"], "JPEG quality range of the degradation ('' = no JPEG).")
     flags.DEFINE_float("jpeg_prob", 1.0, "Probability of the JPEG step.")
+    flags.DEFINE_float("blur_prob", 1.0, "Probability of the blur step (when --blur_sigma is set).")
+    flags.DEFINE_float("noise_prob", 1.0, "Probability of the noise step (when --noise_sigma is set).")
     flags.DEFINE_list("blur_sigma", [], "Gaussian blur sigma range before the downscale (empty = none).")
     flags.DEFINE_list("noise_sigma", [], "Gaussian noise sigma range, 0-255 units (empty = none).")
     flags.DEFINE_enum("resample", "bicubic", ["bicubic", "bilinear"], "Downscaling filter.")
@@ -350,11 +363,13 @@ def main(argv):
         sys.exit(2)
     degradation = {"resample": FLAGS.resample, "jpeg_quality": _range(FLAGS.jpeg_quality, int),
                    "jpeg_prob": FLAGS.jpeg_prob, "blur_sigma": _range(FLAGS.blur_sigma),
-                   "noise_sigma": _range(FLAGS.noise_sigma)}
+                   "blur_prob": FLAGS.blur_prob, "noise_sigma": _range(FLAGS.noise_sigma),
+                   "noise_prob": FLAGS.noise_prob}
     try:
         result = run_training(
-            FLAGS.data, FLAGS.outdir, scale=FLAGS.scale, width=FLAGS.width, depth=FLAGS.depth,
-            convs=FLAGS.convs, crops=[int(c) for c in FLAGS.crops],
+            FLAGS.data, FLAGS.outdir, scale=FLAGS.scale, arch=FLAGS.arch, width=FLAGS.width,
+            depth=FLAGS.depth, convs=FLAGS.convs, blocks=FLAGS.blocks, output=FLAGS.output,
+            crops=[int(c) for c in FLAGS.crops], photo_scales=[float(f) for f in FLAGS.photo_scales],
             stage_epochs=[int(e) for e in FLAGS.stage_epochs], steps_per_epoch=FLAGS.steps_per_epoch,
             batch_size=FLAGS.batch_size, max_lr=FLAGS.lr, schedule=FLAGS.schedule,
             weight_decay=FLAGS.weight_decay, holdout=FLAGS.holdout, seed=FLAGS.seed,

@@ -118,3 +118,51 @@ def test_evaluate_cli_names_a_training_config_it_cannot_use(tmp_path, content, m
     result = _evaluate_cli("--data=data/samples/landscapes", "--files=heldout", f"--train_config={config}")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: {config}: {message}"
+
+
+def test_ycbcr_of_grey_has_neutral_chroma_and_y_matches_rgb_to_y():
+    grey = np.full((2, 2, 3), 0.3)
+    ycbcr = metrics.rgb_to_ycbcr(grey)
+    np.testing.assert_allclose(ycbcr[..., 1:], 128.0, atol=1e-9)
+    np.testing.assert_allclose(ycbcr[..., 0], metrics.rgb_to_y(grey))
+
+
+def test_a_grey_change_leaves_chroma_psnr_infinite():
+    a = _rgb(2)
+    b = a + 0.05  # the same offset on R, G and B
+    psnr = metrics.psnr_ycbcr(a, b)
+    assert psnr["cb"] > 150 and psnr["cr"] > 150  # zero up to float rounding
+    assert psnr["y"] < 40
+
+
+def test_a_colour_fringe_lowers_chroma_psnr_only_where_present():
+    a = np.full((16, 16, 3), 0.5)
+    b = a.copy()
+    b[:, 8, 0] += 0.2  # a red line
+    psnr = metrics.psnr_ycbcr(a, b)
+    assert psnr["cr"] < 40 and psnr["cb"] < 50
+
+
+def test_sharpness_is_one_for_the_truth_and_below_one_for_a_blur():
+    rng = np.random.default_rng(0)
+    high = rng.random((32, 32, 3))
+    blurred = (high + np.roll(high, 1, axis=0) + np.roll(high, 1, axis=1) + np.roll(high, 1, axis=(0, 1))) / 4
+    assert metrics.sharpness(high, high) == pytest.approx(1.0)
+    assert metrics.sharpness(blurred, high, border=2) < 0.5
+
+
+def test_full_score_agrees_with_score():
+    rng = np.random.default_rng(1)
+    high, sr = rng.random((40, 36, 3)), rng.random((40, 36, 3))
+    full = metrics.full_score(sr, high, 4)
+    assert (full["psnr_y"], full["ssim_y"]) == pytest.approx(metrics.score(sr, high, 4))
+    assert set(full) == {"psnr_y", "ssim_y", "psnr_cb", "psnr_cr", "sharpness"}
+
+
+def test_mean_interval_is_the_student_t_interval():
+    mean, (low, high) = metrics.mean_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert (low, high) == pytest.approx((2.0 - 4.303 / np.sqrt(3), 2.0 + 4.303 / np.sqrt(3)))
+    _, many = metrics.mean_interval(np.arange(100.0))
+    assert many[1] - 49.5 == pytest.approx(1.96 * np.std(np.arange(100.0), ddof=1) / 10)
+    assert np.isnan(metrics.mean_interval([1.0])[1][0])
