@@ -117,8 +117,20 @@ def _finetune(cfg, ws, resume):
     out = run_training(data=ws.require("prepare", "prepared"), outdir=outdir, resume=start,
                        kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
                        aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
-    result = {"kimg": out["kimg"], "stats": out.get("stats", {})}
+    result = {"kimg": out["kimg"], "stats": out.get("stats", {}), "metrics": run_metrics(out["snapshot"])}
     return StageResult({"snapshot": out["snapshot"], "log_dir": out["log_dir"]}, result)
+
+
+def run_metrics(snapshot) -> dict:
+    """The newest value of each metric computed in the snapshot's run folder (training with
+    ``metrics``, or ``python -m stylegan_tl.metrics`` on one of its snapshots): ``{name: {value,
+    snapshot, features, num_fakes, num_reals}}``, empty when none was computed."""
+    from stylegan_tl.metrics import read_results
+    if not snapshot:
+        return {}
+    return {name: {"value": r["results"][name], "snapshot": r["snapshot_pkl"], "features": r.get("features"),
+                   "num_fakes": r.get("num_fakes"), "num_reals": r.get("num_reals")}
+            for name, r in read_results(os.path.dirname(snapshot)).items()}
 
 
 FINETUNE = Stage(

@@ -182,6 +182,18 @@ def _metrics_section(metrics: dict) -> str:
             + _table(rows, ("degradation", "method", "PSNR-Y (dB)", "gain (dB)", "SSIM-Y")))
 
 
+def _gan_metrics_section(metrics: dict) -> str:
+    """The GAN metrics computed in the fine-tuning run (none: no section)."""
+    if not metrics:
+        return ""
+    rows = [(name, f"{m['value']:.4g}", m.get("snapshot", ""), m.get("num_fakes", ""), m.get("num_reals", ""),
+             m.get("features", "")) for name, m in sorted(metrics.items())]
+    return ("<h2>GAN metrics</h2><p>Newest value of each metric computed in the fine-tuning run "
+            "(<code>metric-&lt;name&gt;.jsonl</code>; fid/kid on Keras InceptionV3, comparable within this "
+            "package, not with papers; fd_/kd_ on the offline backbone).</p>"
+            + _table(rows, ("metric", "value", "snapshot", "fakes", "reals", "features")))
+
+
 def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:
     out = ["<h2>Training curves</h2>"]
     for run, scalars in curves.items():
@@ -228,7 +240,8 @@ def render_html(summary: dict, pairs: List[Tuple[str, str]],
         f"<title>Pipeline report: {html.escape(summary['settings'].get('preset', ''))}</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>StyleGAN transfer learning + super-resolution: report</h1>",
-        _run_line(summary), warn, figure, _metrics_section(summary["sr_metrics"]), _curves_section(curves),
+        _run_line(summary), warn, figure, _gan_metrics_section(summary["gan"].get("metrics")),
+        _metrics_section(summary["sr_metrics"]), _curves_section(curves),
         "<h2>Stages</h2>", _table(timings, ("stage", "status", "time", "resumed")),
         "<h2>Settings</h2>", _table(settings, ("setting", "value")),
         "</body></html>"])

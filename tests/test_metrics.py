@@ -113,3 +113,22 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
         "error: --metrics: unknown metric 'is50k' (known: fid<K>k_full, kid<K>k_full, e.g. fid50k_full)"]
     missing = run_module("stylegan_tl.metrics", f"--network={PKL_C}", f"--data={tmp_path / 'none'}")
     assert missing.returncode == 2 and error_lines(missing) == [f"error: {tmp_path / 'none'}: dataset directory not found"]
+
+
+def test_pipeline_report_shows_the_metrics_of_the_finetuning_run(tmp_path):
+    from pipeline import report
+    from pipeline.gan_stages import run_metrics
+
+    details = {"fid1k_full": dict(features="inceptionv3: Keras", num_fakes=1000, num_reals=24, noise_mode="const",
+                                  total_time=1.0)}
+    pkl = str(tmp_path / "network-snapshot-000004.pkl")
+    metrics.append_results(str(tmp_path), {"fid1k_full": 123.456}, details, pkl)
+    found = run_metrics(pkl)
+    assert found == {"fid1k_full": {"value": 123.456, "snapshot": "network-snapshot-000004.pkl",
+                                    "features": "inceptionv3: Keras", "num_fakes": 1000, "num_reals": 24}}
+    records = {"finetune": {"status": "done", "result": {"kimg": 4.0, "metrics": found},
+                            "outputs": {"snapshot": pkl}}}
+    page = report.render_html(report.build_summary({"preset": "test"}, records), [], {})
+    assert "<h2>GAN metrics</h2>" in page and "<td>fid1k_full</td><td>123.5</td>" in page
+    plain = report.render_html(report.build_summary({"preset": "test"}, {"finetune": {"status": "done"}}), [], {})
+    assert "GAN metrics" not in plain and run_metrics(None) == {}
