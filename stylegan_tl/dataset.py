@@ -3,7 +3,9 @@
 Two sources are understood:
 
 * an **image folder** (searched recursively; ``.jpg .jpeg .png .webp``). Every file is decoded once
-  with Pillow (EXIF rotation applied; greyscale, palette, 16-bit and CMYK converted to RGB; RGBA
+  with Pillow through :func:`open_image` (regular files of at most ``MAX_FILE_BYTES``, formats in
+  ``ALLOWED_FORMATS`` only, at most ``MAX_PIXELS``; EXIF rotation applied; greyscale, palette,
+  16-bit and CMYK converted to RGB; RGBA
   composited on black, i.e. transparent areas become black like NVIDIA's letterbox bars), made
   square by a centre crop (default) or a letterbox on black, and resized to the network resolution
   with Lanczos. Unreadable files are skipped, counted and named in the log. The decoded array is
@@ -21,19 +23,24 @@ and the x-flips are seeded per batch, so a resumed run sees the same images it w
 and a global batch split over replicas contains the same images as on one device.
 """
 
+import contextlib
 import dataclasses
 import functools
 import glob
 import hashlib
+import io
 import json
 import os
 import re
+import stat
+import warnings
 
 import numpy as np
 from absl import logging
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DatasetError
+from .atomic import atomic_write
+from .errors import DatasetError, StyleGANTLError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 _CACHE_FORMAT = 1  # bump when the decoding below changes, so old caches are ignored
@@ -84,13 +91,55 @@ def list_image_files(image_dir: str) -> list:
     return sorted(found, key=lambda p: os.path.relpath(p, image_dir))
 
 
+# The rules of superres_tf.images.open_image, kept identical (the two readers are to be merged).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+MAX_FILE_BYTES = 512 << 20
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (about 9459 x 9459 pixels)
+
+
+def open_image(path):
+    """``(PIL image, file bytes)`` of an image file; the pixels are decoded lazily (``load()``).
+
+    Refused, with a DatasetError naming the file: what is not a regular file (a FIFO, a device),
+    an empty file, more than MAX_FILE_BYTES, a format outside ALLOWED_FORMATS (Pillow otherwise
+    picks the decoder from the content, e.g. Ghostscript for PostScript), more than MAX_PIXELS.
+    """
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DatasetError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise DatasetError(f"{path}: too large ({info.st_size} bytes, at most {MAX_FILE_BYTES})")
+            data = handle.read(info.st_size)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not data:
+        raise DatasetError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(f"{path}: too many pixels (more than {MAX_PIXELS})") from None
+    except UnidentifiedImageError:
+        raise DatasetError(f"{path}: not a readable image (not a {', '.join(ALLOWED_FORMATS[:-1])} or "
+                           f"{ALLOWED_FORMATS[-1]} file)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DatasetError(f"{path}: not a readable image ({error})") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise DatasetError(f"{path}: too many pixels ({image.width}x{image.height}, at most {MAX_PIXELS})")
+    return image, data
+
+
 def _to_channels(img: Image.Image, num_channels: int) -> Image.Image:
     """Any Pillow mode -> 'RGB' (num_channels 3) or 'L' (num_channels 1); alpha composited on black."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(img, dtype=np.float64)
+        values = np.asarray(img, dtype=np.float32)  # in place below: 4 bytes per pixel at most
         if values.max(initial=0) > 255:  # 16-bit (or wider) samples
-            values = values * (255.0 / 65535.0)
-        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+            values *= np.float32(255.0 / 65535.0)
+        np.clip(np.rint(values, out=values), 0, 255, out=values)
+        img = Image.fromarray(values.astype(np.uint8), "L")
     if img.mode == "P" or img.mode == "PA":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
@@ -115,8 +164,8 @@ def fit_square(img: Image.Image, resolution: int, letterbox: bool = False) -> Im
 
 
 def load_image(path: str, resolution: int, letterbox: bool = False, num_channels: int = 3) -> np.ndarray:
-    """Decode one file -> uint8 ``[C, R, R]`` (CHW). Raises OSError/ValueError on a bad file."""
-    with Image.open(path) as img:
+    """Decode one file -> uint8 ``[C, R, R]`` (CHW). Raises DatasetError/OSError/ValueError on a bad file."""
+    with open_image(path)[0] as img:
         img.load()
         img = ImageOps.exif_transpose(img)
         img = fit_square(_to_channels(img, num_channels), resolution, letterbox)
@@ -132,18 +181,16 @@ def _cache_key(files, image_dir, resolution, letterbox, num_channels) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_save_npy(path: str, array: np.ndarray):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: str, text: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _write_cache(cache: str, images: np.ndarray, source: str, skipped: list):
+    """``<cache>.npy`` + ``<cache>.json``, atomically; a cache that cannot be written is only a warning."""
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with atomic_write(cache + ".npy") as f:
+            np.save(f, images)
+        with atomic_write(cache + ".json") as f:
+            f.write(json.dumps({"source": source, "skipped": skipped}).encode("utf-8"))
+    except (OSError, StyleGANTLError) as e:
+        logging.warning("decoded image cache not written (%s)", getattr(e, "strerror", None) or e)
 
 
 def _decode_folder(files, image_dir, resolution, letterbox, num_channels):
@@ -152,7 +199,7 @@ def _decode_folder(files, image_dir, resolution, letterbox, num_channels):
     for i, path in enumerate(files):
         try:
             images.append(load_image(path, resolution, letterbox, num_channels))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except (DatasetError, OSError, ValueError, SyntaxError) as e:
             skipped.append(os.path.relpath(path, image_dir))
             logging.warning("skipping unreadable image %s: %s", path, e)
         if (i + 1) % 500 == 0:
@@ -183,9 +230,7 @@ def load_image_folder(image_dir: str, resolution: int, letterbox: bool = False, 
     else:
         images, skipped = _decode_folder(files, image_dir, resolution, letterbox, num_channels)
         if cache:
-            os.makedirs(cache_dir, exist_ok=True)
-            _atomic_save_npy(cache + ".npy", images)
-            _atomic_write_text(cache + ".json", json.dumps({"source": image_dir, "skipped": skipped}))
+            _write_cache(cache, images, image_dir, skipped)
     if skipped:
         logging.warning("%d unreadable image(s) skipped in %s: %s", len(skipped), image_dir,
                         ", ".join(skipped))
@@ -263,21 +308,23 @@ def write_tfrecords(tfrecord_dir: str, images: np.ndarray, labels: np.ndarray = 
     os.makedirs(tfrecord_dir, exist_ok=True)
     prefix = os.path.join(tfrecord_dir, os.path.basename(os.path.normpath(tfrecord_dir)))
     paths = [f"{prefix}-r{lod:02d}.tfrecords" for lod in range(log2, 1, -1)]
-    writers = [tf.io.TFRecordWriter(p + ".tmp") for p in paths]
-    for i in order:
-        level = images[i].astype(np.float32)
+    with contextlib.ExitStack() as files:
+        # TFRecordWriter writes to the hidden temp paths; each is renamed when the block succeeds.
+        writers = [tf.io.TFRecordWriter(files.enter_context(atomic_write(p)).name) for p in paths]
+        for i in order:
+            level = images[i].astype(np.float32)
+            for writer in writers:
+                quant = np.clip(np.rint(level), 0, 255).astype(np.uint8)
+                ex = tf.train.Example(features=tf.train.Features(feature={
+                    "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=quant.shape)),
+                    "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[quant.tobytes()]))}))
+                writer.write(ex.SerializeToString())
+                level = level.reshape(c, level.shape[1] // 2, 2, level.shape[2] // 2, 2).mean(axis=(2, 4))
         for writer in writers:
-            quant = np.clip(np.rint(level), 0, 255).astype(np.uint8)
-            ex = tf.train.Example(features=tf.train.Features(feature={
-                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=quant.shape)),
-                "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[quant.tobytes()]))}))
-            writer.write(ex.SerializeToString())
-            level = level.reshape(c, level.shape[1] // 2, 2, level.shape[2] // 2, 2).mean(axis=(2, 4))
-    for writer, path in zip(writers, paths):
-        writer.close()
-        os.replace(path + ".tmp", path)
+            writer.close()
     if labels is not None:
-        _atomic_save_npy(prefix + "-rxx.labels", np.asarray(labels, np.float32)[order])
+        with atomic_write(prefix + "-rxx.labels") as f:
+            np.save(f, np.asarray(labels, np.float32)[order])
         paths.append(prefix + "-rxx.labels")
     return paths
 
@@ -321,9 +368,9 @@ def probe_resolution(data: str) -> int:
         return max(levels)
     for path in list_image_files(data):
         try:
-            with Image.open(path) as img:
+            with open_image(path)[0] as img:
                 side = min(ImageOps.exif_transpose(img).size)
-        except (OSError, ValueError, SyntaxError):
+        except (DatasetError, OSError, ValueError, SyntaxError):
             continue
         return int(min(1024, max(4, 2 ** int(np.floor(np.log2(side))))))
     raise DatasetError(f"{data}: no readable images to take a resolution from")

@@ -5,19 +5,24 @@ format) and ``fakes<kimg:06d>.png`` (a grid of fixed seeds), plus one ``training
 beside the newest snapshot: optimizer slots, ``pl_mean``, the ADA state, the image counter and the
 step counter, keyed by variable name, with a JSON ``meta`` entry naming its snapshot. Only the newest
 state file is kept (they are as large as the optimizer). :func:`latest_state` finds where to
-continue after an interruption.
+continue after an interruption. Files are written with :func:`stylegan_tl.atomic.atomic_write`
+(hidden temp names), and only names of exactly these forms are read or removed.
 """
 
-import glob
 import json
 import os
+import re
+import zipfile
 
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_write
+
 SNAPSHOT_FMT = "network-snapshot-{:06d}.pkl"
 STATE_FMT = "training-state-{:06d}.npz"
 GRID_FMT = "fakes{:06d}.png"
+_STATE_NAME = re.compile(r"training-state-[0-9]{6,}\.npz")
 
 
 def snapshot_name(nimg: int) -> str:
@@ -26,10 +31,13 @@ def snapshot_name(nimg: int) -> str:
 
 
 def save_state(path: str, arrays: dict, meta: dict):
-    """Write numpy ``arrays`` plus a JSON ``meta`` dict to ``path`` (.npz), atomically."""
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    """Write numpy ``arrays`` plus a JSON ``meta`` dict to ``path`` (.npz), atomically.
+
+    Raises StyleGANTLError naming ``path`` when it cannot be written (e.g. disk full); nothing is
+    left behind then.
+    """
+    with atomic_write(path) as f:
+        np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
 
 
 def load_state(path: str):
@@ -40,18 +48,31 @@ def load_state(path: str):
     return arrays, meta
 
 
-def latest_state(run_dir: str):
-    """The newest ``training-state-*.npz`` in ``run_dir`` whose snapshot pickle exists.
+def _state_files(run_dir: str) -> list:
+    """Paths of the ``training-state-<kimg>.npz`` files in ``run_dir`` (that exact form only)."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    return [os.path.join(run_dir, n) for n in sorted(names) if _STATE_NAME.fullmatch(n)]
 
-    Returns (state path, snapshot pkl path, meta) or None.
+
+def latest_state(run_dir: str):
+    """The newest ``training-state-<kimg>.npz`` in ``run_dir`` whose snapshot pickle exists.
+
+    Unreadable state files (truncated, not a zip, bad meta) are skipped. Returns (state path,
+    snapshot pkl path, meta) or None.
     """
     best = None
-    for path in glob.glob(os.path.join(run_dir, "training-state-*.npz")):
+    for path in _state_files(run_dir):
         try:
             _, meta = load_state(path)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             continue  # unreadable: ignore, an older snapshot may still do
-        pkl = os.path.join(run_dir, meta.get("snapshot", ""))
+        if not (isinstance(meta, dict) and isinstance(meta.get("snapshot"), str)
+                and isinstance(meta.get("nimg"), (int, float)) and not isinstance(meta["nimg"], bool)):
+            continue
+        pkl = os.path.join(run_dir, os.path.basename(meta["snapshot"]))
         if os.path.isfile(pkl) and (best is None or meta["nimg"] > best[2]["nimg"]):
             best = (path, pkl, meta)
     return best
@@ -66,8 +87,8 @@ def state_for_pickle(pkl_path: str):
 
 
 def remove_older_states(run_dir: str, keep: str):
-    """Delete the run's other ``training-state-*.npz`` files (they are superseded by ``keep``)."""
-    for path in glob.glob(os.path.join(run_dir, "training-state-*.npz")):
+    """Delete the run's other ``training-state-<kimg>.npz`` files (they are superseded by ``keep``)."""
+    for path in _state_files(run_dir):
         if os.path.abspath(path) != os.path.abspath(keep):
             os.remove(path)
 
@@ -87,9 +108,8 @@ def write_grid(path: str, images_uint8: np.ndarray, cols: int):
     for i, img in enumerate(images_uint8):
         r, k = divmod(i, cols)
         canvas[r * h:(r + 1) * h, k * w:(k + 1) * w] = img.transpose(1, 2, 0)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(f, format="PNG")
     return canvas
 
 

@@ -227,23 +227,53 @@ def enhance_file(model, in_path, out_path, tile=256, overlap=32, outscale=None, 
     return out_path
 
 
+def _same_file_key(path):
+    """A key equal for two paths of the same file (symlinks and ``..`` resolved)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def plan_outputs(paths, outdir, suffix="out", ext="auto"):
+    """``({input: output path}, {input: error})`` for the inputs, checked before anything is written.
+
+    The output kind (alpha or 16-bit forces .png) is read from each header. Raises ConfigError when
+    an output path is one of the inputs or two inputs would be written to the same path.
+    """
+    targets, failed, owners = {}, {}, {}
+    inputs = {_same_file_key(p): p for p in paths}
+    for path in paths:
+        try:
+            channels, bit16 = images.probe_image(path)
+        except SuperResError as error:
+            failed[path] = str(error)
+            continue
+        target = output_path(path, outdir, suffix, ext, channels, bit16)
+        key = _same_file_key(target)
+        if key in inputs:
+            raise ConfigError(f"{inputs[key]}: the output {target} would overwrite it (an input; use another -o "
+                              "or a --suffix); nothing was written")
+        if key in owners:
+            raise ConfigError(f"{owners[key]} and {path} would both be written to {target} (use a --suffix "
+                              "or --ext=auto); nothing was written")
+        owners[key], targets[path] = path, target
+    return targets, failed
+
+
 def enhance_folder(model, inputs, outdir, tile=256, overlap=32, outscale=None, suffix="out",
                    ext="auto", quality=95):
     """Enhance a file or every image of a folder into `outdir`, with a progress bar.
 
+    Every output path is planned first (:func:`plan_outputs`): one that is an input, or that two
+    inputs share, is an error before anything is written.
     Returns (written paths, {path: error message} of the files that failed; those are skipped).
     """
     paths = images.list_images(inputs) if os.path.isdir(inputs) else [inputs]
     if not paths:
         raise ImageReadError(f"{inputs}: no image files")
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 else None
-    written, failed = [], {}
-    for index, path in enumerate(paths):
+    targets, failed = plan_outputs(paths, outdir, suffix, ext)
+    bar = keras.utils.Progbar(len(targets), unit_name="image") if len(targets) > 1 else None
+    written = []
+    for index, (path, target) in enumerate(targets.items()):
         try:
-            array, _ = images.read_image(path, min_side=MIN_SIDE)
-            target = output_path(path, outdir, suffix, ext, array.shape[-1], array.dtype == np.uint16)
-            if os.path.abspath(target) == os.path.abspath(path):
-                raise ConfigError(f"{path}: the output would overwrite it (use another -o or a --suffix)")
             written.append(enhance_file(model, path, target, tile, overlap, outscale, quality,
                                         progress=bar is None))
         except SuperResError as error:

@@ -3,12 +3,16 @@
 Every image enters and leaves the package here. Pixels are handled as numpy arrays in HWC layout:
 ``read_image`` returns the stored integers (uint8 or uint16, 1-4 channels) after EXIF orientation;
 ``to_unit_float`` / ``from_unit_float`` are the one conversion each way between those integers and
-the float32 [0, 1] values the networks see. Files are written atomically (temp name + rename).
+the float32 [0, 1] values the networks see. Files are opened through :func:`open_image` (regular
+files of at most ``MAX_FILE_BYTES``, formats in ``ALLOWED_FORMATS`` only, at most ``MAX_PIXELS``)
+and written atomically (:func:`atomic_write_bytes`: hidden temp name, fsync, rename).
 """
 
 import io
 import os
+import stat
 import tempfile
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -51,6 +55,47 @@ def from_unit_float(values, dtype=np.uint8):
     return np.round(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
 
 
+# The rules of stylegan_tl.dataset.open_image, kept identical (the two readers are to be merged).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+MAX_FILE_BYTES = 512 << 20
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (about 9459 x 9459 pixels)
+
+
+def open_image(path):
+    """``(PIL image, file bytes)`` of an image file; the pixels are decoded lazily (``load()``).
+
+    Refused, with an ImageReadError naming the file: what is not a regular file (a FIFO, a device),
+    an empty file, more than MAX_FILE_BYTES, a format outside ALLOWED_FORMATS (Pillow otherwise
+    picks the decoder from the content, e.g. Ghostscript for PostScript), more than MAX_PIXELS.
+    """
+    try:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageReadError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ImageReadError(f"{path}: too large ({info.st_size} bytes, at most {MAX_FILE_BYTES})")
+            data = handle.read(info.st_size)
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not data:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{path}: too many pixels (more than {MAX_PIXELS})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a readable image (not a {', '.join(ALLOWED_FORMATS[:-1])} or "
+                             f"{ALLOWED_FORMATS[-1]} file)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error})") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageReadError(f"{path}: too many pixels ({image.width}x{image.height}, at most {MAX_PIXELS})")
+    return image, data
+
+
 def _png_bit_depth(data):
     """Bit depth stored in a PNG's IHDR chunk, or None if `data` is not a PNG."""
     if len(data) >= 25 and data[:8] == _PNG_SIGNATURE:
@@ -65,6 +110,21 @@ def _decode_png16(data, path):
         return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.OpError as error:
         raise ImageReadError(f"{path}: broken 16-bit PNG ({error.message.splitlines()[0]})") from None
+
+
+_MODE_CHANNELS = {"1": 1, "L": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "LA": 2, "La": 2, "RGBA": 4, "RGBa": 4,
+                  "PA": 4}  # every other mode read_image accepts gives 3 channels
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # IHDR colour type -> channels (16-bit PNGs)
+
+
+def probe_image(path):
+    """``(channels, is 16-bit)`` of the array :func:`read_image` would return, from the header only."""
+    image, data = open_image(path)
+    if _png_bit_depth(data) == 16:
+        return _PNG_CHANNELS.get(data[25], 3), True
+    if image.mode == "P":
+        return (4 if "transparency" in image.info else 3), False
+    return _MODE_CHANNELS.get(image.mode, 3), image.mode.startswith("I;16")
 
 
 def pil_to_array(image, path):
@@ -87,25 +147,17 @@ def read_image(path, min_side=1):
     """Read an image file -> (uint8 or uint16 HWC array with C in 1..4, EXIF bytes or None).
 
     EXIF orientation is applied (the array is upright). Palette images become RGB/RGBA, 16-bit PNGs
-    stay 16-bit. Raises ImageReadError naming `path` for a missing, empty, broken or too-small file.
+    stay 16-bit. Raises ImageReadError naming `path` for a missing, empty, broken, refused (see
+    :func:`open_image`) or too-small file.
     """
+    image, data = open_image(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        raise ImageReadError(f"{path}: cannot read ({error.strerror})") from None
-    if not data:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data))
         image.load()
         exif = image.info.get("exif")
         if _png_bit_depth(data) == 16:
             array = _decode_png16(data, path)
         else:
             array = pil_to_array(ImageOps.exif_transpose(image), path)
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not a readable image (unknown image format)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: not a readable image ({error})") from None
     height, width = array.shape[:2]
@@ -123,21 +175,24 @@ def _umask():
 
 
 def atomic_write_bytes(path, data):
-    """Write `data` to a temp file beside `path`, then rename it over `path`.
+    """Write `data` to a hidden temp file beside `path` (``.<name>.<random>.tmp``, which no reader's
+    suffix matches), fsync it, then rename it over `path`; on any failure the temp file is removed.
 
     The file gets the usual permissions (0o666 minus the umask), not mkstemp's private 0o600.
-    A folder that cannot be created or written raises SuperResError naming `path`.
+    A folder that cannot be created or written (or a full disk) raises SuperResError naming `path`.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        handle, tmp = tempfile.mkstemp(prefix=f".{name[:80]}.", suffix=".tmp", dir=folder)
     except OSError as error:
         raise SuperResError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
     try:
-        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), 0o666 & ~_umask())
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except OSError as error:
         os.remove(tmp)

@@ -12,6 +12,7 @@ from superres_tf import enhance, images
 from superres_tf.enhance import enhance_image, ramp, tile_starts
 from superres_tf.errors import ConfigError, ImageReadError
 from superres_tf.unet import build_unet
+from test_image_limits import png_claiming
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,10 +108,12 @@ def test_cli_enhances_a_folder_and_names_bad_files(model_path, tmp_path):
     folder.mkdir()
     Image.fromarray((_rgb(12, 16) * 255).astype(np.uint8)).save(folder / "a.png")
     (folder / "empty.jpg").write_bytes(b"")
+    (folder / "bomb.png").write_bytes(png_claiming(20000, 10000))  # 65 bytes claiming 200 Mpx
     result = _cli("-i", str(folder), "-o", str(tmp_path / "out"), "--model", model_path, "-s", "2")
     assert result.returncode == 1
     assert os.path.exists(tmp_path / "out" / "a_out.png")
     assert f"error: {folder / 'empty.jpg'}: empty file (0 bytes)" in result.stderr
+    assert f"error: {folder / 'bomb.png'}: too many pixels" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -119,7 +122,7 @@ def test_cli_reports_each_bad_file_once_and_an_unwritable_output_without_traceba
     result = _cli("-i", str(tmp_path / "text.png"), "-o", str(tmp_path / "out"), "--model", model_path)
     assert result.returncode == 2
     assert result.stderr.count("text.png") == 1
-    assert f"error: {tmp_path / 'text.png'}: not a readable image (unknown image format)" in result.stderr
+    assert f"error: {tmp_path / 'text.png'}: not a readable image (not a JPEG, PNG, WEBP, BMP, TIFF or GIF file)" in result.stderr
     Image.fromarray((_rgb(12, 16) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     result = _cli("-i", str(tmp_path / "a.png"), "-o", str(tmp_path / "text.png" / "out"), "--model", model_path)
     assert result.returncode == 2
@@ -132,8 +135,49 @@ def test_cli_never_overwrites_an_input(model_path, tmp_path):
     before = (tmp_path / "a.png").read_bytes()
     result = _cli("-i", str(tmp_path), "-o", str(tmp_path), "--suffix=", "--model", model_path)
     assert result.returncode == 2
-    assert f"error: {tmp_path / 'a.png'}: the output would overwrite it" in result.stderr
+    assert f"error: {tmp_path / 'a.png'}: the output {tmp_path / 'a.png'} would overwrite it" in result.stderr
     assert (tmp_path / "a.png").read_bytes() == before
+    # The output of a.jpg would be the user's (different) a.png: refused before anything is written.
+    Image.fromarray((_rgb(12, 16) * 200).astype(np.uint8)).save(tmp_path / "a.jpg")
+    result = _cli("-i", str(tmp_path), "-o", str(tmp_path), "--ext=png", "--suffix=", "--model", model_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'a.png'}: the output {tmp_path / 'a.png'} would overwrite it (an input; use another "
+        "-o or a --suffix); nothing was written")
+    assert (tmp_path / "a.png").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["a.jpg", "a.png"]
+
+
+def _photos(folder, names):
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        Image.fromarray((_rgb(12, 16) * 255).astype(np.uint8)).save(folder / name)
+    return sorted(str(folder / n) for n in names)
+
+
+def test_two_inputs_mapped_to_one_output_are_refused_before_writing(tmp_path):
+    paths = _photos(tmp_path / "in", ["a.jpg", "a.png", "b.png"])
+    with pytest.raises(ConfigError, match=r"a.jpg and .*a.png would both be written to .*out/a_x.png"):
+        enhance.plan_outputs(paths, str(tmp_path / "out"), suffix="x", ext="png")
+    targets, failed = enhance.plan_outputs(paths, str(tmp_path / "out"), suffix="x", ext="auto")
+    assert sorted(os.path.basename(t) for t in targets.values()) == ["a_x.jpg", "a_x.png", "b_x.png"]
+    assert not failed and not (tmp_path / "out").exists()
+
+
+def test_output_paths_follow_alpha_and_16_bit_from_the_header(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGBA", (8, 8)).save(folder / "alpha.webp")
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(folder / "deep.tif")
+    Image.new("P", (8, 8)).save(folder / "palette.bmp")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    paths = images.list_images(str(folder))
+    targets, failed = enhance.plan_outputs(paths, str(tmp_path / "o"), suffix="", ext="auto")
+    assert sorted(os.path.basename(t) for t in targets.values()) == ["alpha.png", "deep.png", "palette.bmp"]
+    assert list(failed) == [str(folder / "broken.jpg")]
+    for path, target in targets.items():  # the header's verdict is what read_image gives
+        array, _ = images.read_image(path)
+        assert target == enhance.output_path(path, str(tmp_path / "o"), "", "auto", array.shape[-1],
+                                             array.dtype == np.uint16)
 
 
 def test_written_images_get_the_usual_permissions(tmp_path):
