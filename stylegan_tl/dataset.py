@@ -43,7 +43,7 @@ from .atomic import atomic_write
 from .errors import DatasetError, StyleGANTLError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-_CACHE_FORMAT = 1  # bump when the decoding below changes, so old caches are ignored
+_CACHE_FORMAT = 2  # bump when the decoding below changes, so old caches are ignored
 
 
 @dataclasses.dataclass

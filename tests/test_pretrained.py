@@ -1,13 +1,17 @@
 """Official network names, the download cache and its errors (downloads from a loopback server only)."""
 
 import contextlib
+import hashlib
 import http.server
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from conftest import FIXTURES
+from stylegan_tl import pretrained
 from stylegan_tl.errors import NetworkPickleError
 from stylegan_tl.pretrained import OFFICIAL_NETWORKS, cache_path_for, resolve_network_pkl
 
@@ -15,8 +19,9 @@ FIXTURE_PKL = FIXTURES / "C_v2_orig_orig_r16" / "network.pkl"
 
 
 @contextlib.contextmanager
-def serve(routes):
-    """A 127.0.0.1 HTTP server answering GET ``path`` with ``routes[path]`` bytes (404 otherwise).
+def serve(routes, cut=None):
+    """A 127.0.0.1 HTTP server answering GET ``path`` with ``routes[path]`` bytes (404 otherwise);
+    with ``cut``, only the first ``cut`` bytes are sent (Content-Length still announces them all).
 
     Yields (base URL, list of requested paths).
     """
@@ -29,7 +34,7 @@ def serve(routes):
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            self.wfile.write(body or b"")
+            self.wfile.write((body or b"")[:cut])
 
         def log_message(self, *args):
             pass
@@ -99,7 +104,9 @@ def test_url_downloads_once_with_progress(cache, capsys):
         assert path == cache_path_for(url) and open(path, "rb").read() == data
         assert resolve_network_pkl(url) == path
     assert requests == ["/nets/net.pkl"]
-    assert sorted(os.listdir(cache)) == [os.path.basename(path)]  # no temp file left behind
+    name = os.path.basename(path)
+    assert sorted(os.listdir(cache)) == [name, f"{name}.sha256"]  # no temp file left behind
+    assert open(f"{path}.sha256").read() == f"{hashlib.sha256(data).hexdigest()}  {name}\n"  # sha256sum -c
     assert "(100%)" in capsys.readouterr().err
 
 
@@ -139,3 +146,53 @@ def test_a_manually_placed_file_is_used_without_network(cache):
     (cache / "stylegan2-horse-config-f.pkl").write_bytes(FIXTURE_PKL.read_bytes())
     assert resolve_network_pkl("stylegan2-horse-config-f") == str(cache / "stylegan2-horse-config-f.pkl")
 
+
+
+def test_a_truncated_download_is_deleted_not_cached(cache):
+    data = FIXTURE_PKL.read_bytes()
+    with serve({"/net.pkl": data}, cut=len(data) // 2) as (base, _):
+        url = f"{base}/net.pkl"
+        with pytest.raises(NetworkPickleError) as err:
+            resolve_network_pkl(url)
+    assert f"got {len(data) // 2} of the {len(data)} bytes announced; the partial download was deleted" in str(err.value)
+    assert os.listdir(cache) == []
+
+
+def test_a_download_that_differs_from_its_pinned_sha256_is_deleted(cache, monkeypatch):
+    with serve({"/church.pkl": FIXTURE_PKL.read_bytes()}) as (base, _):
+        monkeypatch.setitem(OFFICIAL_NETWORKS, "stylegan2-church-config-f", f"{base}/church.pkl")
+        monkeypatch.setitem(pretrained.PINNED_SHA256, "stylegan2-church-config-f", ("0" * 64, "a test pin"))
+        with pytest.raises(NetworkPickleError, match=r"differs from the pinned 0{64} \(a test pin\); the download "
+                                                     r"was deleted"):
+            resolve_network_pkl("stylegan2-church-config-f")
+        assert os.listdir(cache) == []
+        digest = hashlib.sha256(FIXTURE_PKL.read_bytes()).hexdigest()
+        monkeypatch.setitem(pretrained.PINNED_SHA256, "stylegan2-church-config-f", (digest, "a test pin"))
+        assert os.path.getsize(resolve_network_pkl("stylegan2-church-config-f")) == FIXTURE_PKL.stat().st_size
+
+
+def test_a_cached_file_that_changed_since_its_download_is_refused_not_deleted(cache):
+    data = FIXTURE_PKL.read_bytes()
+    with serve({"/net.pkl": data}) as (base, _):
+        path = resolve_network_pkl(f"{base}/net.pkl")
+    with open(path, "r+b") as f:  # damage one byte (same size)
+        f.seek(1000)
+        f.write(bytes([data[1000] ^ 0xFF]))
+    with pytest.raises(NetworkPickleError, match="its SHA-256 differs from the one recorded at its download"):
+        resolve_network_pkl(f"{base}/net.pkl")
+    assert os.path.exists(path)
+
+
+def test_an_unusable_cache_folder_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    long_url = "http://127.0.0.1:9/" + "n" * 300 + ".pkl"
+    assert len(os.path.basename(cache_path_for(long_url))) < 100  # cut to fit any file system
+    code = ("import sys\nfrom stylegan_tl.errors import StyleGANTLError\n"
+            "from stylegan_tl.pretrained import resolve_network_pkl\n"
+            "try:\n    resolve_network_pkl('stylegan2-church-config-f')\n"
+            "except StyleGANTLError as e:\n    print('error:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, STYLEGAN_TL_CACHE=str(tmp_path / "file" / "cache"),
+                                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert proc.stdout == (f"error: {tmp_path / 'file' / 'cache'}: cannot create the download cache folder "
+                           "(Not a directory); set STYLEGAN_TL_CACHE to a writable folder\n"), proc.stderr
