@@ -21,11 +21,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path):
+def atomic_write(path, mode=None):
     """Yield a binary file object whose content replaces ``path`` when the block succeeds.
 
-    The file gets the usual permissions (0o666 minus the umask). Its ``name`` is the temp path (for
-    writers that need a path, e.g. ``tf.io.TFRecordWriter``). An OSError anywhere in the block or
+    The file gets ``mode``, by default the usual permissions (0o666 minus the umask). Its ``name``
+    is the temp path (for writers that need a path, e.g. ``tf.io.TFRecordWriter``). An OSError in the block or
     in the rename (disk full, unwritable folder) becomes a StyleGANTLError naming ``path``; any other
     exception propagates; in both cases the temp file is removed.
     """
@@ -35,7 +35,7 @@ def atomic_write(path):
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name[:80]}.", suffix=".tmp")
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         with open(tmp, "wb") as f:
             yield f
             f.flush()

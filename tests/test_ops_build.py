@@ -1,7 +1,9 @@
 """Building the custom-op library: cache reuse across processes, the file lock, fallback with one
 warning when the compiler is broken, the STYLEGAN_TL_OPS switch, and an nvcc compile check."""
 
+import hashlib
 import os
+import stat
 import subprocess
 import sys
 
@@ -40,6 +42,9 @@ def test_parallel_builds_compile_once_and_later_loads_reuse_the_cache(fresh_cach
     libs = [f for f in os.listdir(os.path.join(fresh_cache, "ops")) if f.endswith(".so")]
     assert len(libs) == 1 and not [f for f in os.listdir(os.path.join(fresh_cache, "ops"))
                                    if f.startswith(".")]  # no temp files left behind
+    library = os.path.join(fresh_cache, "ops", libs[0])
+    with open(library, "rb") as f:  # the SHA-256 checked before every load, recorded at the build
+        assert open(library + ".sha256").read() == f"{hashlib.sha256(f.read()).hexdigest()}  {libs[0]}\n"
     mtime = os.path.getmtime(os.path.join(fresh_cache, "ops", libs[0]))
     again = _python(["-m", "stylegan_tl.ops.build"], {"STYLEGAN_TL_CACHE": fresh_cache})
     assert again.returncode == 0 and again.stdout.startswith("cached:"), again.stdout
@@ -118,3 +123,70 @@ def test_include_shim_points_third_party_gpus_at_the_toolkit(tmp_path, monkeypat
     (tf_include / "third_party/gpus/cuda/include").mkdir(parents=True)
     (tf_include / "third_party/gpus/cuda/include/cuda_runtime.h").write_text("")
     assert build.cuda_include_shim(str(toolkit / "bin" / "nvcc")) is None  # wheel has them
+
+
+# ---------------------------------------------------------------------------------------------
+# A shared cache must not let another user's library be loaded (its constructor would run here).
+
+_EVIL_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void pwn(void) {
+    FILE *f = fopen(getenv("PWN_MARKER"), "w");
+    if (f) { fputs("constructor ran", f); fclose(f); }
+}
+"""
+_LOAD = """
+import os, sys
+from stylegan_tl.ops import build
+if sys.argv[1] == "someone else's":
+    owner = os.stat(sys.argv[2]).st_uid
+    os.getuid = lambda: owner + 1  # this process plays another user than the folder's owner
+try:
+    build.load_ops_library()
+    print("loaded")
+except build.BuildError as e:
+    print("error:", e)
+"""
+
+
+def _planted_library(cache):
+    """Compile a library whose constructor writes $PWN_MARKER and plant it under the cached name."""
+    ops_dir = cache / "ops"
+    ops_dir.mkdir(parents=True)
+    workdir = "/a-build-folder-that-appears-nowhere-else"
+    commands, _ = build._commands(workdir, None)
+    library = ops_dir / f"{build.LIB_NAME}_{build._cache_key(commands, workdir, None)}.so"
+    source = cache / "evil.c"
+    source.write_text(_EVIL_C)
+    subprocess.run(["g++", "-shared", "-fPIC", "-x", "c", str(source), "-o", str(library)], check=True)
+    return ops_dir, library
+
+
+@pytest.mark.parametrize("case", ["world-writable", "someone else's", "changed after the build"])
+def test_a_library_another_user_could_have_planted_is_never_loaded(tmp_path, case):
+    ops_dir, library = _planted_library(tmp_path / "cache")
+    if case == "world-writable":
+        os.chmod(ops_dir, 0o777)  # e.g. created first by another user of a shared STYLEGAN_TL_CACHE
+        expected = "it is writable by group or others (mode 777)"
+    elif case == "someone else's":
+        expected = "not to you"
+    else:
+        (ops_dir / (library.name + ".sha256")).write_text("0" * 64 + "  " + library.name + "\n")
+        expected = "differs from the SHA-256 recorded when it was built"
+    marker = tmp_path / "pwned"
+    res = _python(["-c", _LOAD, case, str(ops_dir)], {"STYLEGAN_TL_CACHE": str(tmp_path / "cache"),
+                                                      "STYLEGAN_TL_CUDA": "0", "PWN_MARKER": str(marker)},
+                  timeout=300)
+    assert not marker.exists(), "the planted library was loaded"
+    assert res.stdout.startswith("error: ") and expected in res.stdout, res.stdout + res.stderr[-2000:]
+    assert str(ops_dir if case != "changed after the build" else library) in res.stdout
+
+
+def test_an_op_cache_that_cannot_be_created_is_a_build_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("STYLEGAN_TL_CACHE", str(tmp_path / "file"))
+    with pytest.raises(StyleGANTLError, match="cannot create the custom-op cache folder .*STYLEGAN_TL_OPS=ref"):
+        build.cache_dir()
+    monkeypatch.setenv("STYLEGAN_TL_CACHE", str(tmp_path / "mine"))
+    assert stat.S_IMODE(os.stat(build.cache_dir()).st_mode) & 0o022 == 0

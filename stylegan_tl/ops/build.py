@@ -8,6 +8,11 @@ sources are added when TensorFlow is a CUDA build, ``nvcc`` is found and TensorF
 the compiler versions and the TensorFlow version; it is compiled into a temporary directory and
 renamed into place under a file lock, so parallel processes neither collide nor see a partial file.
 
+Loading a library runs its code, so the cache must be private: the ``ops`` folder and the library
+must belong to the current user and not be writable by group or others (else BuildError, and the
+pure-TF reference is used in the default mode), and the library's SHA-256, recorded at build time
+in ``<library>.sha256``, is checked before every load (a library without the record is rebuilt).
+
 Environment variables: ``STYLEGAN_TL_CACHE`` (cache root), ``STYLEGAN_TL_CXX`` (C++ compiler,
 default ``g++``), ``STYLEGAN_TL_NVCC`` (nvcc, default from PATH or ``$CUDA_HOME/bin``),
 ``STYLEGAN_TL_CUDA`` (``1``/``0`` force the CUDA kernels on/off), ``STYLEGAN_TL_CUDA_ARCH``
@@ -24,6 +29,7 @@ import os
 import pathlib
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +39,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from ..atomic import atomic_write
 from ..errors import BuildError
 
 ENV_CACHE = "STYLEGAN_TL_CACHE"
@@ -61,12 +68,56 @@ class BuildResult:
     cuda_note: str       # why CUDA kernels are (not) included
 
 
+def _check_private(path):
+    """Raise BuildError unless ``path`` belongs to this user and is not writable by group or others."""
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        problem = f"it belongs to user id {st.st_uid}, not to you (user id {os.getuid()})"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    else:
+        return
+    raise BuildError(f"{path}: refusing to use the custom-op cache: {problem}, so another user could replace "
+                     f"the library this process would load; set {ENV_CACHE} to a folder of your own (or chmod go-w it "
+                     "if it is yours)")
+
+
 def cache_dir():
-    """Directory holding the built libraries (created on demand)."""
+    """Directory holding the built libraries: created on demand, and refused (BuildError) unless it
+    belongs to this user and is not writable by group or others."""
     root = os.environ.get(ENV_CACHE)
     path = pathlib.Path(root) / "ops" if root else pathlib.Path.home() / ".cache/stylegan_tl/ops"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o755)
+    except OSError as e:
+        raise BuildError(f"{path}: cannot create the custom-op cache folder ({e.strerror}); set {ENV_CACHE} "
+                         "to a writable folder, or STYLEGAN_TL_OPS=ref") from None
+    _check_private(path)
     return path
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(library):
+    """True when ``library`` matches the SHA-256 recorded at its build; False when there is no record.
+
+    Raises BuildError when the library (or its record) is not private or the hash differs.
+    """
+    record = pathlib.Path(f"{library}.sha256")
+    if not record.exists():  # built before records existed (or the record was removed): rebuild it
+        return False
+    _check_private(library)
+    _check_private(record)
+    if record.read_text(encoding="ascii", errors="replace").split()[:1] != [_sha256(library)]:
+        raise BuildError(f"{library}: differs from the SHA-256 recorded when it was built ({record}); it was "
+                         "changed after the build: delete it or run python -m stylegan_tl.ops.build --force")
+    return True
 
 
 def _run(cmd, what):
@@ -247,12 +298,15 @@ def build_library(force=False):
         key = _cache_key(commands, workdir, nvcc)
         final = cache / f"{LIB_NAME}_{key}.so"
         with _file_lock(cache / f"{LIB_NAME}_{key}.lock"):
-            if final.exists() and not force:
+            if final.exists() and not force and _verified(final):
                 return BuildResult(final, True, time.time() - start, nvcc is not None, cuda_note)
             logging.info("Compiling stylegan_tl custom ops into %s (%s) ...", final, cuda_note)
             for cmd in commands:
                 _run(cmd, f"building {final.name}")
+            os.chmod(out, 0o755)
             os.replace(out, final)
+            with atomic_write(f"{final}.sha256", mode=0o644) as f:
+                f.write(f"{_sha256(final)}  {final.name}\n".encode("ascii"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return BuildResult(final, False, time.time() - start, nvcc is not None, cuda_note)
