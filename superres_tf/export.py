@@ -38,9 +38,11 @@ def enhance_function(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def enhance(images):
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
-        padded = tf.pad(images, [[0, 0], [0, -height % multiple], [0, -width % multiple], [0, 0]],
-                        mode="SYMMETRIC")
+        batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+        pad_h, pad_w = -height % multiple, -width % multiple
+        padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+        # The reshape keeps the 3 channels known to converters (TFLite's built-in conv needs them).
+        padded = tf.reshape(padded, [batch, height + pad_h, width + pad_w, 3])
         out = model(padded, training=False)
         scale = tf.shape(out)[1] // tf.shape(padded)[1]
         return {"images": tf.clip_by_value(out[:, :height * scale, :width * scale], 0.0, 1.0)}
