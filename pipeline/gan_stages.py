@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline import PipelineError, presets
-from pipeline.records import Stage, StageResult, atomic_save_png, fresh_dir
+from pipeline.records import OutputDir, Stage, StageResult, png_bytes, trainer_dir
 
 
 def check_photo_folder(data_dir: str) -> str:
@@ -72,13 +72,13 @@ def _prepare(cfg, ws, resume):
     array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=Options.min_images)
     files = [os.path.relpath(f, cfg.data_dir) for f in list_image_files(cfg.data_dir)]
     names = [f for f in files if f not in set(array.skipped)]
-    out = fresh_dir(ws.path("prepared"), resume=False)
+    out = OutputDir(ws.path("prepared"), ws.root)
+    out.clear()
     for name, chw in zip(names, array.images):
         stem = os.path.splitext(name)[0].replace(os.sep, "__")
-        atomic_save_png(os.path.join(out, f"{stem}.png"),
-                        Image.fromarray(np.transpose(chw, (1, 2, 0))))
+        out.write(f"{stem}.png", png_bytes(Image.fromarray(np.transpose(chw, (1, 2, 0)))))
     warnings = [f"unreadable photo skipped: {name}" for name in array.skipped]
-    return StageResult({"prepared": out}, {"num_images": len(names),
+    return StageResult({"prepared": out.path}, {"num_images": len(names),
                                            "resolution": array.resolution}, warnings)
 
 
@@ -106,7 +106,7 @@ def _finetune(cfg, ws, resume):
     from stylegan_tl.train import run_training
     params = _finetune_params(cfg)
     key = {k: v for k, v in params.items() if k not in _GAN_RESUME_IGNORES}
-    outdir = fresh_dir(ws.run_dir("finetune", key), resume)
+    out = trainer_dir(ws, ws.run_dir("finetune", key), resume)
     if params["scratch"]:
         start, extra = None, dict(family=cfg.family, resolution=cfg.resolution,
                                   G_kwargs={"fmap_max": cfg.fmap_max},
@@ -114,11 +114,15 @@ def _finetune(cfg, ws, resume):
     else:
         start, extra = starting_pickle(cfg), {}
     # An outdir holding a snapshot + training state makes run_training continue it.
-    out = run_training(data=ws.require("prepare", "prepared"), outdir=outdir, resume=start,
-                       kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
-                       aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
-    result = {"kimg": out["kimg"], "stats": out.get("stats", {}), "metrics": run_metrics(out["snapshot"])}
-    return StageResult({"snapshot": out["snapshot"], "log_dir": out["log_dir"]}, result)
+    before = out.files()
+    try:
+        done = run_training(data=ws.require("prepare", "prepared"), outdir=out.path, resume=start,
+                            kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
+                            aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
+    finally:  # also after an interruption: what the trainer wrote is the pipeline's
+        out.adopt_new(before)
+    result = {"kimg": done["kimg"], "stats": done.get("stats", {}), "metrics": run_metrics(done["snapshot"])}
+    return StageResult({"snapshot": done["snapshot"], "log_dir": done["log_dir"]}, result)
 
 
 def run_metrics(snapshot) -> dict:
@@ -147,14 +151,13 @@ def _generate(cfg, ws, resume):
     from stylegan_tl import load_network_pkl
     from stylegan_tl.generate import generate_images
     _, _, gs = load_network_pkl(ws.require("finetune", "snapshot"))
-    out = ws.path("samples")
-    paths = generate_images(gs, cfg.seeds, truncation_psi=cfg.truncation_psi,
-                            noise_mode="const", outdir=out)
-    keep = {os.path.abspath(p) for p in paths}
-    for name in os.listdir(out):  # samples of seeds no longer asked for
-        if os.path.abspath(os.path.join(out, name)) not in keep:
-            os.remove(os.path.join(out, name))
-    return StageResult({"samples": out}, {"images": sorted(ws.rel(p) for p in paths)})
+    out = OutputDir(ws.path("samples"), ws.root)
+    with out.staging() as staging:
+        made = generate_images(gs, cfg.seeds, truncation_psi=cfg.truncation_psi,
+                               noise_mode="const", outdir=staging)
+        paths = out.move_in(made)
+        out.clear(keep=[os.path.basename(p) for p in made])  # samples of seeds no longer asked for
+    return StageResult({"samples": out.path}, {"images": sorted(ws.rel(p) for p in paths)})
 
 
 GENERATE = Stage(

@@ -6,6 +6,10 @@ is *up to date* when its record is complete, its parameters are equal, its input
 content (a touched but unchanged file still matches: the hash decides) and its outputs are intact.
 A record left ``running`` by an interrupted run, or one whose parameters differ only in the
 stage's ``resume_ignores`` keys (e.g. a larger ``kimg``), lets the stage resume.
+
+Every file the pipeline writes goes through an :class:`OutputDir`, which records it in the folder's
+hidden marker; only recorded files are ever replaced or removed, so a file someone else put in a
+work-dir folder is never lost.
 """
 
 import contextlib
@@ -19,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -26,51 +31,153 @@ from pipeline import PipelineError
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``.
+    """Write ``data`` to a hidden temp file beside ``path`` (``.<name>.<random>.tmp``, which no reader
+    matches), fsync it and rename it over ``path``; on any failure the temp file is removed.
 
-    A folder that cannot be created or written raises PipelineError naming ``path``.
+    A folder that cannot be created or written (or a full disk) raises PipelineError naming ``path``.
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = None
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as f:
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{name[:80]}.", suffix=".tmp", dir=folder)
+        with os.fdopen(handle, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        tmp = None
     except OSError as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise PipelineError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
 
 
-def atomic_write_json(path: str, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+def json_bytes(obj) -> bytes:
+    """``obj`` as indented, key-sorted JSON text."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def atomic_save_png(path: str, image) -> None:
-    """Save a PIL image as PNG, atomically."""
+def png_bytes(image) -> bytes:
+    """A PIL image encoded as PNG."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-OWNED_MARKER = ".made_by_run_pipeline"  # a folder holding it is the pipeline's to empty
+OWNED_MARKER = ".made_by_run_pipeline"  # JSON: the files run_pipeline.py wrote in the folder
 
 
-def fresh_dir(path: str, resume: bool) -> str:
-    """Create ``path``; when not resuming, first remove what a previous attempt left there.
+class OutputDir:
+    """A folder the pipeline writes into, and the record of the files it wrote there.
 
-    Only folders this function made (they hold :data:`OWNED_MARKER`) or empty ones are removed: a
-    folder of someone else's files raises PipelineError instead of being deleted.
+    The hidden marker file lists (relative paths) every file written through :meth:`write` or
+    :meth:`move_in`, or adopted after a trainer ran (:meth:`adopt_new`). Only listed files are ever
+    replaced or removed: writing over a file that is not listed is a PipelineError, and
+    :meth:`clear` leaves such files where they are. A symbolic link as the folder, or as a folder
+    between the work dir and it, is a PipelineError.
     """
-    if not resume and os.path.isdir(path):
-        if os.listdir(path) and not os.path.exists(os.path.join(path, OWNED_MARKER)):
-            raise PipelineError(f"{path}: refusing to empty a folder that run_pipeline.py did not "
-                                f"create; move its files away or choose another --work_dir")
-        shutil.rmtree(path)
-    os.makedirs(path, exist_ok=True)
-    open(os.path.join(path, OWNED_MARKER), "a").close()
-    return path
+
+    def __init__(self, path: str, root: str):
+        self.path = os.path.abspath(path)
+        root = os.path.abspath(root)
+        inside = os.path.relpath(self.path, root)
+        parts = [] if inside == "." else inside.split(os.sep)
+        for i in range(len(parts)):
+            if os.path.islink(os.path.join(root, *parts[:i + 1])):
+                raise PipelineError(f"{os.path.join(root, *parts[:i + 1])}: is a symbolic link; run_pipeline.py "
+                                    "writes only into real folders of its --work_dir")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:
+            raise PipelineError(f"{self.path}: cannot write ({error.strerror}: {error.filename})") from None
+        self.marker = os.path.join(self.path, OWNED_MARKER)
+        try:
+            with open(self.marker, encoding="utf-8") as f:
+                self.owned = set(json.load(f)["files"])
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or an older empty marker
+            self.owned = set()
+
+    def _save(self):
+        atomic_write_bytes(self.marker, json_bytes({"files": sorted(self.owned)}))
+
+    def files(self) -> set:
+        """Relative paths of the files in the folder (hidden ones excepted)."""
+        return set(fingerprint_names(self.path))
+
+    def claim(self, rel: str) -> str:
+        """The absolute path for writing ``rel``, recorded first; PipelineError if a file that the
+        pipeline did not write is there."""
+        path = os.path.join(self.path, rel)
+        if rel not in self.owned and os.path.lexists(path):
+            raise PipelineError(f"{path}: was not written by run_pipeline.py (or by an older version); refusing "
+                                "to overwrite it: move it away or choose another --work_dir")
+        if rel not in self.owned:
+            self.owned.add(rel)
+            self._save()
+        return path
+
+    def write(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to ``rel`` atomically (see :meth:`claim`); returns the path."""
+        path = self.claim(rel)
+        atomic_write_bytes(path, data)
+        return path
+
+    def move_in(self, paths) -> list:
+        """Move files (e.g. from a staging folder) into this folder under their base names; every
+        name is claimed before anything moves. Returns the new paths."""
+        targets = [self.claim(os.path.basename(p)) for p in paths]
+        for source, target in zip(paths, targets):
+            os.replace(source, target)
+        return targets
+
+    def clear(self, keep=()):
+        """Remove the recorded files (except ``keep``) and the folders they leave empty; others stay."""
+        for rel in sorted(self.owned - set(keep)):
+            path = os.path.join(self.path, rel)
+            if os.path.lexists(path) and not os.path.isdir(path):
+                os.remove(path)
+            parent = os.path.dirname(path)
+            while parent != self.path and os.path.isdir(parent) and not os.listdir(parent):
+                os.rmdir(parent)
+                parent = os.path.dirname(parent)
+        self.owned &= set(keep)
+        self._save()
+
+    def adopt_new(self, before: set):
+        """Record the files that appeared since ``before`` (a :meth:`files` listing): what a trainer wrote."""
+        self.owned |= self.files() - before
+        self._save()
+
+    def require_only_owned(self):
+        """PipelineError when the folder holds files the pipeline did not write (after :meth:`clear`,
+        before a trainer starts from scratch in it)."""
+        foreign = sorted(self.files() - self.owned)
+        if foreign:
+            raise PipelineError(f"{self.path}: holds files run_pipeline.py did not write ({', '.join(foreign[:3])}"
+                                f"{' ...' if len(foreign) > 3 else ''}); move them away or choose another --work_dir")
+
+    @contextlib.contextmanager
+    def staging(self):
+        """A hidden temporary folder beside this one (same file system) for writers that choose their
+        own file names; removed afterwards. Move its files in with :meth:`move_in`."""
+        folder = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(self.path))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def trainer_dir(ws, path: str, resume: bool) -> OutputDir:
+    """A trainer's outdir inside the work dir ``ws``: when not resuming, the files an earlier attempt
+    recorded are removed, and files the pipeline did not write are an error (the trainer would
+    continue from them). Record what the trainer writes with :meth:`OutputDir.adopt_new`."""
+    out = OutputDir(path, ws.root)
+    if not resume:
+        out.clear()
+        out.require_only_owned()
+    return out
 
 
 def _sha256(path: str) -> str:
@@ -85,6 +192,15 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") or ".tmp" in name
 
 
+def fingerprint_names(folder: str) -> list:
+    """Relative paths of the files below ``folder``, sorted; hidden and temp files are left out."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _is_temp(d))
+        names += [os.path.relpath(os.path.join(dirpath, n), folder) for n in sorted(filenames) if not _is_temp(n)]
+    return names
+
+
 def fingerprint(path: str, previous: Optional[dict] = None) -> dict:
     """Fingerprint a file or a directory tree: ``{relpath: [size, mtime_ns, sha256]}``.
 
@@ -95,13 +211,7 @@ def fingerprint(path: str, previous: Optional[dict] = None) -> dict:
     if os.path.isfile(path):
         entries = [(".", path)]
     elif os.path.isdir(path):
-        entries = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not _is_temp(d))
-            for name in sorted(filenames):
-                if not _is_temp(name):
-                    full = os.path.join(dirpath, name)
-                    entries.append((os.path.relpath(full, path), full))
+        entries = [(rel, os.path.join(path, rel)) for rel in fingerprint_names(path)]
     else:
         return {}
     result = {}
@@ -182,7 +292,7 @@ class Workspace:
             return None
 
     def save_record(self, stage: str, record: dict) -> None:
-        atomic_write_json(self.record_path(stage), record)
+        OutputDir(self.path("stages"), self.root).write(f"{stage}.json", json_bytes(record))
 
     def output(self, stage: str, name: str) -> Optional[str]:
         """Absolute path of output ``name`` of a completed ``stage``, or None."""

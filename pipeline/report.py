@@ -127,7 +127,9 @@ def zoom_pair(sample: Image.Image, enhanced: Image.Image, fraction: float = 0.25
 
 
 def _load(path: str) -> Image.Image:
-    with Image.open(path) as image:
+    """An image the pipeline wrote, opened with the readers' rules (allowed formats, size caps)."""
+    from superres_tf.images import open_image
+    with open_image(path)[0] as image:
         return image.convert("RGB")
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline import PipelineError, presets
 from pipeline.gan_stages import check_photo_folder
-from pipeline.records import Stage, StageResult, atomic_save_png, atomic_write_json, fresh_dir
+from pipeline.records import OutputDir, Stage, StageResult, json_bytes, png_bytes, trainer_dir
 
 _SCORES = ("model_psnr", "model_ssim", "bicubic_psnr", "bicubic_ssim")
 
@@ -78,19 +78,20 @@ def _sr_data(cfg, ws, resume):
     from superres_tf.images import from_unit_float
     train, held, source = _split(cfg)
     degradation = _degradation(given_sr_model(cfg))
-    out = fresh_dir(ws.path("sr_data"), resume=False)
-    low_dir = os.path.join(out, "heldout_low")
-    os.makedirs(low_dir)
+    out = OutputDir(ws.path("sr_data"), ws.root)
+    out.clear()
+    low_dir = os.path.join(out.path, "heldout_low")
+    os.makedirs(low_dir, exist_ok=True)
     # The same images, order and seeds as superres_tf.evaluate.evaluate (min side 4 x scale).
     loaded = load_rgb_images([os.path.join(cfg.data_dir, n) for n in held], 4 * cfg.sr_scale)
     for name, low, _ in heldout_pairs(loaded, cfg.sr_scale, cfg.seed, degradation):
-        atomic_save_png(os.path.join(low_dir, os.path.splitext(name)[0] + ".png"),
-                        Image.fromarray(from_unit_float(low)))
+        out.write(os.path.join("heldout_low", os.path.splitext(name)[0] + ".png"),
+                  png_bytes(Image.fromarray(from_unit_float(low))))
     split = {"train": train, "heldout": held, "source": source, "seed": cfg.seed,
              "degradation": degradation}
-    atomic_write_json(os.path.join(out, "split.json"), split)
+    split_path = out.write("split.json", json_bytes(split))
     warnings = [] if held else [f"{cfg.data_dir}: no held-out photos ({source}): no SR metrics"]
-    return StageResult({"split": os.path.join(out, "split.json"), "heldout_low": low_dir},
+    return StageResult({"split": split_path, "heldout_low": low_dir},
                        {"num_train": len(train), "num_heldout": len(held), "source": source},
                        warnings)
 
@@ -121,12 +122,16 @@ def _train_sr(cfg, ws, resume, heldout) -> StageResult:
     params = _sr_train_params(cfg)
     # A longer run (more epochs) of the same settings continues the previous one.
     key = dict(params, training=dict(params["training"], sr_epochs=None))
-    outdir = fresh_dir(ws.run_dir("sr_train", key), resume)
-    out = run_training(cfg.data_dir, outdir, scale=cfg.sr_scale, crops=tuple(cfg.sr_crops),
-                       stage_epochs=tuple(cfg.sr_epochs), steps_per_epoch=cfg.sr_steps,
-                       batch_size=cfg.sr_batch, holdout=heldout, seed=cfg.seed,
-                       vgg_weights=None if cfg.vgg_weights == "none" else cfg.vgg_weights,
-                       resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")))
+    run_dir = trainer_dir(ws, ws.run_dir("sr_train", key), resume)
+    outdir, before = run_dir.path, run_dir.files()
+    try:
+        out = run_training(cfg.data_dir, outdir, scale=cfg.sr_scale, crops=tuple(cfg.sr_crops),
+                           stage_epochs=tuple(cfg.sr_epochs), steps_per_epoch=cfg.sr_steps,
+                           batch_size=cfg.sr_batch, holdout=heldout, seed=cfg.seed,
+                           vgg_weights=None if cfg.vgg_weights == "none" else cfg.vgg_weights,
+                           resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")))
+    finally:  # also after an interruption: what the trainer wrote is the pipeline's
+        run_dir.adopt_new(before)
     warnings = []
     if os.path.exists(os.path.join(outdir, WARNING_FILE)):
         with open(os.path.join(outdir, WARNING_FILE), encoding="utf-8") as f:
@@ -187,15 +192,18 @@ def _enhance(cfg, ws, resume):
     from superres_tf.enhance import enhance_folder
     from superres_tf.unet import load_model
     samples = ws.require("generate", "samples")
-    out = fresh_dir(ws.path("enhanced"), resume=False)
-    written, failed = enhance_folder(load_model(ws.require("sr_train", "model")), samples, out,
-                                     tile=cfg.tile, overlap=cfg.overlap, suffix="", ext="png")
-    if failed:
-        raise PipelineError(f"{samples}: {len(failed)} sample(s) failed to enhance: "
-                            + "; ".join(failed.values()))
+    out = OutputDir(ws.path("enhanced"), ws.root)
+    out.clear()
+    with out.staging() as staging:
+        made, failed = enhance_folder(load_model(ws.require("sr_train", "model")), samples, staging,
+                                      tile=cfg.tile, overlap=cfg.overlap, suffix="", ext="png")
+        if failed:
+            raise PipelineError(f"{samples}: {len(failed)} sample(s) failed to enhance: "
+                                + "; ".join(failed.values()))
+        written = out.move_in(made)
     pairs = [[ws.rel(os.path.join(samples, os.path.basename(p))), ws.rel(p)]
              for p in sorted(written)]
-    return StageResult({"enhanced": out}, {"pairs": pairs})
+    return StageResult({"enhanced": out.path}, {"pairs": pairs})
 
 
 ENHANCE = Stage(

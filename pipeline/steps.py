@@ -12,8 +12,7 @@ import time
 
 from pipeline import report
 from pipeline.gan_stages import FINETUNE, GENERATE, PREPARE
-from pipeline.records import (Stage, StageResult, Workspace, atomic_write_bytes, atomic_write_json,
-                              format_seconds, run_stage)
+from pipeline.records import OutputDir, Stage, StageResult, Workspace, format_seconds, json_bytes, run_stage
 from pipeline.sr_stages import ENHANCE, SR_DATA, SR_TRAIN
 
 # ---------------------------------------------------------------------------------------------
@@ -32,9 +31,9 @@ def _report(cfg, ws, resume):
             curves[title] = report.read_scalars(log_dir)
     pairs = [(ws.path(s), ws.path(e)) for s, e in summary["pairs"]]
     page = report.render_html(summary, pairs, curves)
-    atomic_write_bytes(ws.path("report.html"), page.encode("utf-8"))
-    atomic_write_json(ws.path("summary.json"), summary)
-    return StageResult({"report": ws.path("report.html"), "summary": ws.path("summary.json")})
+    out = OutputDir(ws.root, ws.root)
+    return StageResult({"report": out.write("report.html", page.encode("utf-8")),
+                        "summary": out.write("summary.json", json_bytes(summary))})
 
 
 REPORT = Stage(

@@ -1,5 +1,6 @@
 """run_pipeline.py: stage bookkeeping, the report, bad input, and the whole tiny pipeline."""
 
+import dataclasses
 import io
 import json
 import os
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pipeline import PipelineError, presets, report
-from pipeline.records import Stage, StageResult, Workspace, fingerprint, fresh_dir, run_stage
+from pipeline.records import OutputDir, Stage, StageResult, Workspace, fingerprint, run_stage, trainer_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,17 +107,93 @@ def test_fingerprint_of_folder_lists_files_and_reuses_hashes(tmp_path):
 # Presets and the report's pieces.
 
 
-def test_output_folders_are_emptied_only_when_the_pipeline_made_them(tmp_path):
-    ours = fresh_dir(str(tmp_path / "enhanced"), resume=False)
-    (tmp_path / "enhanced" / "old.png").write_bytes(b"x")
-    fresh_dir(ours, resume=False)
-    assert not (tmp_path / "enhanced" / "old.png").exists()
-    theirs = tmp_path / "prepared"
-    theirs.mkdir()
-    (theirs / "holiday.jpg").write_bytes(b"precious")
-    with pytest.raises(PipelineError, match="refusing to empty"):
-        fresh_dir(str(theirs), resume=False)
-    assert (theirs / "holiday.jpg").read_bytes() == b"precious"
+def test_output_folders_remove_and_replace_only_the_files_the_pipeline_wrote(tmp_path):
+    out = OutputDir(str(tmp_path / "enhanced"), str(tmp_path))
+    out.write("old.png", b"ours")
+    out.write(os.path.join("sub", "deep.png"), b"ours too")
+    (tmp_path / "enhanced" / "holiday.jpg").write_bytes(b"precious")  # added by the user later
+    again = OutputDir(str(tmp_path / "enhanced"), str(tmp_path))  # the record survives the process
+    again.clear()
+    assert sorted(os.listdir(tmp_path / "enhanced")) == [".made_by_run_pipeline", "holiday.jpg"]
+    with pytest.raises(PipelineError, match="holiday.jpg: was not written by run_pipeline.py"):
+        again.write("holiday.jpg", b"result")
+    assert (tmp_path / "enhanced" / "holiday.jpg").read_bytes() == b"precious"
+    with pytest.raises(PipelineError, match=r"holds files run_pipeline.py did not write \(holiday.jpg\)"):
+        trainer_dir(Workspace(str(tmp_path)), str(tmp_path / "enhanced"), resume=False)
+    assert trainer_dir(Workspace(str(tmp_path)), str(tmp_path / "enhanced"), resume=True).owned == set()
+
+
+def test_a_symlinked_output_folder_is_an_error(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "work").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "work" / "samples")
+    with pytest.raises(PipelineError, match=r"work/samples: is a symbolic link"):
+        OutputDir(str(tmp_path / "work" / "samples"), str(tmp_path / "work"))
+    os.symlink(tmp_path / "elsewhere", tmp_path / "work" / "finetune")
+    with pytest.raises(PipelineError, match=r"work/finetune: is a symbolic link"):
+        OutputDir(str(tmp_path / "work" / "finetune" / "run-1"), str(tmp_path / "work"))
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def _fake_module(monkeypatch, name, **functions):
+    module = type(sys)(name)
+    module.__dict__.update(functions)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def _completed(ws, stage, **outputs):
+    ws.save_record(stage, {"stage": stage, "status": "complete", "outputs": outputs})
+
+
+def test_generate_keeps_user_files_in_samples_and_never_overwrites_one(tmp_path, monkeypatch):
+    import stylegan_tl
+    from pipeline.gan_stages import GENERATE
+    ws = Workspace(str(tmp_path / "work"))
+    _completed(ws, "finetune", snapshot="snap.pkl")
+
+    def generate_images(gs, seeds, truncation_psi, noise_mode, outdir):
+        paths = [os.path.join(outdir, f"seed{s:04d}.png") for s in seeds]
+        for path in paths:
+            open(path, "wb").write(b"sample")
+        return paths
+
+    monkeypatch.setattr(stylegan_tl, "load_network_pkl", lambda path: (None, None, "Gs"), raising=False)
+    _fake_module(monkeypatch, "stylegan_tl.generate", generate_images=generate_images)
+    cfg = presets.make_config("test", work_dir=ws.root, data_dir=str(tmp_path), seeds=[0, 1, 2])
+    GENERATE.run(cfg, ws, resume=False)
+    samples = tmp_path / "work" / "samples"
+    (samples / "my_notes.txt").write_text("mine")
+    GENERATE.run(dataclasses.replace(cfg, seeds=[1, 2]), ws, resume=False)  # seed 0 no longer asked for
+    assert sorted(os.listdir(samples)) == [".made_by_run_pipeline", "my_notes.txt", "seed0001.png", "seed0002.png"]
+    (samples / "seed0005.png").write_bytes(b"a user's file that happens to have a sample's name")
+    with pytest.raises(PipelineError, match="seed0005.png: was not written by run_pipeline.py"):
+        GENERATE.run(dataclasses.replace(cfg, seeds=[5]), ws, resume=False)
+    assert (samples / "seed0005.png").read_bytes().startswith(b"a user's file")
+    assert (samples / "seed0001.png").exists() and (samples / "my_notes.txt").exists()
+
+
+def test_enhance_keeps_user_files_in_its_folder(tmp_path, monkeypatch):
+    from pipeline.sr_stages import ENHANCE
+    ws = Workspace(str(tmp_path / "work"))
+    samples = OutputDir(ws.path("samples"), ws.root)
+    samples.write("seed0000.png", b"sample")
+    _completed(ws, "generate", samples="samples")
+    _completed(ws, "sr_train", model="model.keras")
+
+    def enhance_folder(model, inputs, outdir, tile, overlap, suffix, ext):
+        written = [os.path.join(outdir, n) for n in sorted(os.listdir(inputs)) if not n.startswith(".")]
+        for path in written:
+            open(path, "wb").write(b"enhanced")
+        return written, {}
+
+    _fake_module(monkeypatch, "superres_tf.enhance", enhance_folder=enhance_folder)
+    _fake_module(monkeypatch, "superres_tf.unet", load_model=lambda path: "model")
+    cfg = presets.make_config("test", work_dir=ws.root, data_dir=str(tmp_path))
+    ENHANCE.run(cfg, ws, resume=False)
+    (tmp_path / "work" / "enhanced" / "keep.jpg").write_bytes(b"mine")
+    ENHANCE.run(cfg, ws, resume=False)
+    assert sorted(os.listdir(tmp_path / "work" / "enhanced")) == [".made_by_run_pipeline", "keep.jpg", "seed0000.png"]
+    assert not [n for n in os.listdir(tmp_path / "work") if n.startswith(".staging")]
 
 
 def test_presets_and_flag_overrides():
@@ -171,8 +248,8 @@ def test_a_given_sr_model_brings_its_own_heldout_files_and_vgg_warning(tmp_path)
 # The command line.
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def _cli(*args, cwd, env=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, os.path.join(REPO, "run_pipeline.py"), *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
@@ -309,3 +386,21 @@ def test_bad_flags_and_missing_stages_are_one_line_errors_with_exit_code_2(tmp_p
     proc = _cli(*args, f"--work_dir={tmp_path / 'w'}", cwd=str(tmp_path))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_an_unusable_download_cache_is_a_one_line_error(tmp_path):
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 40)).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "file").write_text("a file, not a folder")
+    env = {"STYLEGAN_TL_CACHE": str(tmp_path / "file" / "cache")}
+    proc = _cli("--stage=prepare", f"--data_dir={tmp_path / 'photos'}", f"--work_dir={tmp_path / 'w'}",
+                "--resume_pkl=stylegan2-church-config-f", cwd=str(tmp_path), env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {tmp_path / 'file' / 'cache'}: cannot create the download cache folder")
+    long_url = "http://127.0.0.1:9/" + "n" * 300 + ".pkl"  # a cache file name longer than NAME_MAX
+    proc = _cli("--stage=prepare", f"--data_dir={tmp_path / 'photos'}", f"--work_dir={tmp_path / 'w'}",
+                f"--resume_pkl={long_url}", cwd=str(tmp_path), env={"STYLEGAN_TL_CACHE": str(tmp_path / "c")})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: cannot download {long_url}"), \
+        proc.stderr
