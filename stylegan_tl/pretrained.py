@@ -115,6 +115,8 @@ def resolve_network_pkl(spec, cache_dir: str = None) -> str:
     if not (_is_url(spec) or _official_name(spec)):
         if os.path.isdir(spec):
             raise NetworkPickleError(f"{spec}: is a directory, not a network pickle")
+        if os.path.exists(spec):  # a FIFO, a device: reading it could block or never end
+            raise NetworkPickleError(f"{spec}: not a regular file")
         if os.sep in spec or spec.endswith(".pkl") or os.path.exists(spec):
             raise NetworkPickleError(f"{spec}: no such file")
         close = difflib.get_close_matches(spec, list(OFFICIAL_NETWORKS) + list(ALIASES), n=5, cutoff=0.6)

@@ -126,10 +126,12 @@ def test_small_hostile_pickle_is_refused_quickly_in_bounded_memory(tmp_path, cas
 def test_only_regular_files_are_read(tmp_path, kind):
     from stylegan_tl.errors import NetworkPickleError
     from stylegan_tl.pickle_io import read_network_pkl
+    from stylegan_tl.pretrained import resolve_network_pkl
     path = tmp_path / "net.pkl"
     if kind == "fifo":
         os.mkfifo(path)  # opening it for reading would wait for a writer forever
     else:
         path = "/dev/zero"  # reading it never ends
-    with pytest.raises(NetworkPickleError, match="not a regular file"):
-        read_network_pkl(path)
+    for read in (read_network_pkl, resolve_network_pkl):
+        with pytest.raises(NetworkPickleError, match=f"^{path}: not a regular file$"):
+            read(path)
