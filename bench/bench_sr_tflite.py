@@ -13,13 +13,15 @@
    residual uses ``tf.image.resize(bicubic)``, which TFLite has no built-in for; for this
    measurement it is traced as ``bilinear`` (a built-in, ``RESIZE_BILINEAR``): the same network
    and the same amount of work, slightly different outputs (their largest difference to Keras is
-   printed). Times one image per size (the centre of an embedded photo), best of ``--repeats`` after one warm-up: the Keras model,
-   the SavedModel signature and the TFLite interpreter (XNNPACK, ``num_threads`` = CPU count).
+   printed). Times one image per size (the centre of an embedded photo), best of ``--repeats``
+   after one warm-up: the Keras model (``predict_on_batch``, compiled), the SavedModel signature
+   and the TFLite interpreter (XNNPACK, ``num_threads`` = CPU count).
 Prints the findings and a Markdown table.
 """
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -80,8 +82,8 @@ def _converted(make, ops):
     try:
         return converter.convert(), []
     except Exception as error:  # ConverterError and friends
-        lines = [line.split("error: ")[-1] for line in str(error).splitlines() if "neither a custom op" in line]
-        return None, sorted(set(lines)) or [str(error).strip().splitlines()[-1]]
+        ops = re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", str(error))
+        return None, sorted(set(ops)) or [str(error).strip().splitlines()[-1]]
 
 
 @contextlib.contextmanager
@@ -137,14 +139,14 @@ def main(argv):
           f"{time.perf_counter() - started:.1f} s")
     runner = _runner(flat)
     saved = tf.saved_model.load(folder).signatures["enhance"]
-    print("\n| input -> output | Keras model | SavedModel `enhance` | TFLite (bilinear residual) "
+    print("\n| input -> output | Keras `predict_on_batch` | SavedModel `enhance` | TFLite (bilinear residual) "
           "| TFLite / Keras | max abs diff TFLite vs Keras |")
     print("|---|---|---|---|---|---|")
     for side in (int(s) for s in FLAGS.sizes):
         x = _photo(side)
         keras_out = np.clip(model(x, training=False).numpy(), 0, 1)
         lite_out = runner(x)
-        t_keras = _best(lambda: model(x, training=False).numpy(), FLAGS.repeats)
+        t_keras = _best(lambda: model.predict_on_batch(x), FLAGS.repeats)
         t_saved = _best(lambda: saved(images=tf.constant(x))["images"].numpy(), FLAGS.repeats)
         t_lite = _best(lambda: runner(x), FLAGS.repeats)
         print(f"| {side} -> {side * 4} px | {t_keras * 1000:.0f} ms | {t_saved * 1000:.0f} ms | "
