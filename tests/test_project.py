@@ -108,6 +108,17 @@ def test_lpips_weights_of_another_network_are_refused(tmp_path):
         read_lpips_weights(str(path))
 
 
+def test_the_lpips_packages_own_weights_are_read_without_pytorch():
+    from stylegan_tl.distance import lpips_package_weights
+
+    path = lpips_package_weights()
+    if path is None:
+        pytest.skip("the lpips package is not installed (pip install --no-deps lpips)")
+    weights = read_lpips_weights(path)
+    assert [w.shape for w in weights] == [(c,) for c in LPIPS_CHANNELS]
+    assert all((w >= 0).all() and w.max() > 0 for w in weights)   # LPIPS clamps its linear layers at 0
+
+
 def test_distance_falls_back_to_features_then_pixels_and_says_why(tmp_path):
     target = np.full([1, 8, 8, 3], 0.5, np.float32)
     lite = make_distance(target, "auto", backbone=StubBackbone("efficientnet_lite0", channels=(4, 8)))
