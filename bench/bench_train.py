@@ -1,6 +1,6 @@
 """Fine-tuning throughput: training images per second and sec/kimg on this machine.
 
-Usage: ``nice -n 10 python bench/bench_train.py [--steps 3] [--impls ref,custom] [--quick]``
+Usage: ``nice -n 10 python bench/bench_train.py [--steps 3] [--impls ref,custom] [--quick] [--precisions fp32,fp16]``
 
 Configurations: fixture C (StyleGAN2 16 px, fmap_base 128) at batch 8 and a StyleGAN2 config-f layout
 at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
@@ -9,7 +9,8 @@ layers) at batch 4, both on random images. Each ops implementation runs in its o
 once, then timed over ``--steps`` calls each: D step, G step, G EMA, the R1 step (run every 16
 minibatches) and the path-length step (every 4). One minibatch costs
 ``D + G + EMA + R1/16 + PL/4`` (NVIDIA's lazy regularisation), from which images/s and sec/kimg
-follow. This measures, it does not train. Prints one markdown table.
+follow. ``fp16`` computes the 4 highest resolutions of G and D in float16 (ADA's mixed precision,
+conv clamp 256, loss scaling). This measures, it does not train. Prints one markdown table.
 """
 
 import argparse
@@ -39,14 +40,15 @@ def _median_seconds(fn, steps):
     return float(np.median(times))
 
 
-def worker(label, steps):
+def worker(label, steps, precision):
     """Time one configuration with the ops implementation chosen by the environment; JSON out."""
     sys.path.insert(0, str(ROOT))
     import tensorflow as tf
 
     from stylegan_tl.dataset import ImageArray, make_tf_dataset
     from stylegan_tl.network import create_networks, load_network_pkl
-    from stylegan_tl.train import Options, Trainer
+    from stylegan_tl.recipe import Options, resolve
+    from stylegan_tl.train import Trainer, apply_recipe
 
     cfg = CONFIGS[label]
     strategy = tf.distribute.get_strategy()
@@ -55,8 +57,11 @@ def worker(label, steps):
     else:
         G, D, Gs = create_networks(cfg["family"], cfg["resolution"])
     res, batch = int(G.static_kwargs["resolution"]), cfg["batch"]
-    opts = Options(data="-", outdir="-")
-    trainer = Trainer(G, D, Gs, strategy, dict(batch=batch, gamma=10.0, lr=0.002, ema_kimg=10.0), opts, G.family)
+    opts = Options(data="-", outdir="-", batch=batch, gamma=10.0, aug="noaug", fp16=precision == "fp16",
+                   mbstd_group=min(batch, 4))
+    recipe = resolve(opts, G, D, 1, cfg.get("pkl"), False)
+    apply_recipe(G, D, recipe)
+    trainer = Trainer(G, D, Gs, strategy, recipe)
     images = np.random.default_rng(0).integers(0, 256, (batch, 3, res, res), dtype=np.uint8)
     reals, labels = next(iter(make_tf_dataset(ImageArray(images, np.zeros((batch, 0), np.float32), "random"), batch)))
     step, p = tf.constant(0, tf.int64), tf.constant(0.0)
@@ -74,26 +79,28 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed calls per phase (after one warm-up)")
     parser.add_argument("--impls", default="ref,custom", help="ops implementations to compare")
     parser.add_argument("--quick", action="store_true", help="tiny configuration only")
+    parser.add_argument("--precisions", default="fp32", help="fp32, fp16 or both (comma-separated)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.steps)
+        worker(args.worker, args.steps, args.precisions)
         return
     labels = list(CONFIGS)[:1] if args.quick else list(CONFIGS)
-    print("| configuration | ops | batch | D s | G s | R1 s | PL s | s/minibatch | images/s | sec/kimg |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| configuration | ops | precision | batch | D s | G s | R1 s | PL s | s/minibatch | images/s | sec/kimg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label in labels:
         for impl in args.impls.split(","):
-            env = dict(os.environ, STYLEGAN_TL_OPS=impl, TF_CPP_MIN_LOG_LEVEL="2")
-            out = subprocess.run([sys.executable, __file__, "--worker", label, "--steps", str(args.steps)],
-                                 env=env, capture_output=True, text=True)
-            if out.returncode != 0 or "RESULT" not in out.stdout:
-                print(f"| {label} | {impl} | failed: {out.stderr.strip().splitlines()[-1:]} |||||||")
-                continue
-            r = json.loads(out.stdout.split("RESULT", 1)[1])
-            print(f"| {label} | {impl} | {r['batch']} | {r['d']:.3f} | {r['g']:.3f} | {r['r1']:.3f} | {r['pl']:.3f} "
-                  f"| {r['per_batch']:.3f} | {r['batch'] / r['per_batch']:.2f} | {1000 * r['per_batch'] / r['batch']:.0f} |",
-                  flush=True)
+            for precision in args.precisions.split(","):
+                env = dict(os.environ, STYLEGAN_TL_OPS=impl, TF_CPP_MIN_LOG_LEVEL="2")
+                out = subprocess.run([sys.executable, __file__, "--worker", label, "--steps", str(args.steps),
+                                      "--precisions", precision], env=env, capture_output=True, text=True)
+                if out.returncode != 0 or "RESULT" not in out.stdout:
+                    print(f"| {label} | {impl} | {precision} | failed: {out.stderr.strip().splitlines()[-1:]} |||||||")
+                    continue
+                r = json.loads(out.stdout.split("RESULT", 1)[1])
+                print(f"| {label} | {impl} | {precision} | {r['batch']} | {r['d']:.3f} | {r['g']:.3f} | {r['r1']:.3f} "
+                      f"| {r['pl']:.3f} | {r['per_batch']:.3f} | {r['batch'] / r['per_batch']:.2f} "
+                      f"| {1000 * r['per_batch'] / r['batch']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@
 * :class:`Adam` is NVIDIA's optimiser (Adam with bias correction; beta1 0, beta2 0.99, eps 1e-8 by
   default) written against ``tf.distribute``: per-replica gradients are summed across replicas
   (``batch_reduce_to``) onto the variables' devices and every copy is updated in place
-  (``extended.update``). Optional dynamic loss scaling for mixed precision skips a step whose
-  gradients are not finite and halves the scale. Its slots are ordinary variables, saved and
-  restored by variable name (:meth:`Adam.state_dict`).
+  (``extended.update``). As NVIDIA's ``tflib.Optimizer``, a step whose gradients are not all finite
+  is skipped. Optional dynamic loss scaling (mixed precision) also halves the scale after such a
+  step and doubles it after 2000 finite ones; it starts at 1, as NVIDIA's ADA trains its float16
+  layers unscaled, and grows only while the gradients stay finite. Its slots are ordinary variables, saved and restored
+  by variable name (:meth:`Adam.state_dict`).
 """
 
 import json
@@ -84,7 +86,7 @@ class Adam(tf.Module):
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{name}_m") for v in self.variables_]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"{name}_v") for v in self.variables_]
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_step")
-        self.scale = tf.Variable(2.0 ** 15 if loss_scaling else 1.0, trainable=False, name=f"{name}_scale")
+        self.scale = tf.Variable(1.0, trainable=False, name=f"{name}_scale")
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_good")
 
     @property
@@ -96,16 +98,14 @@ class Adam(tf.Module):
 
         ``per_replica_grads``: list aligned with the variables (per-replica values from
         ``strategy.run``, or plain tensors under the default strategy). Returns whether the step
-        was applied (False when loss scaling found non-finite gradients).
+        was applied (False when a gradient was not finite: nothing changes but the loss scale).
         """
         strategy = self.strategy
         grads = strategy.extended.batch_reduce_to(
             tf.distribute.ReduceOp.SUM, list(zip(per_replica_grads, self.variables_)))
         if self.loss_scaling:
             grads = [g / self.scale for g in grads]
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        else:
-            finite = tf.constant(True)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         for var, grad, m, v in zip(self.variables_, grads, self.m, self.v):
             strategy.extended.update(var, _adam_update, args=(grad, m, v, self.step, self.lr, self.beta1,
                                                               self.beta2, self.epsilon, finite), group=True)
@@ -115,10 +115,10 @@ class Adam(tf.Module):
         return finite
 
     def _adjust_scale(self, finite):
-        """Halve the scale after a non-finite step; double it after 2000 finite ones."""
+        """Halve the scale after a non-finite step (down to 2^-16); double it after 2000 finite ones."""
         good = tf.where(finite, self.good_steps + 1, 0)
         grow = good >= 2000
-        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2, self.scale), tf.maximum(self.scale / 2, 1.0)))
+        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2, self.scale), tf.maximum(self.scale / 2, 2.0 ** -16)))
         self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
 
     def state_dict(self, prefix):

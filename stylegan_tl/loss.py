@@ -10,8 +10,9 @@ identity): D sees every image through it, and R1 differentiates through it.
 * R1: ``gamma/2 * ||dD(x)/dx||^2`` on reals, summed over C, H, W.
 * Path length (StyleGAN2/ADA, G): ``L = sqrt(mean_layers(sum_w (d sum(G(w)*y) / dw)^2))`` with
   ``y ~ N(0, 1)/sqrt(H*W)``; the running mean ``a += decay*(mean(L) - a)``; penalty ``weight*(L - a)^2``.
-* Lazy regularisation: a regulariser evaluated every ``I`` minibatches is multiplied by ``I``, and
-  Adam runs with ``lr*c, beta1^c, beta2^c``, ``c = I/(I+1)`` (:func:`lazy_adam_params`).
+* Lazy regularisation: a regulariser evaluated every ``I`` minibatches is multiplied by ``I`` (by the
+  caller), and Adam runs with ``lr*c, beta1^c, beta2^c``, ``c = I/(I+1)``
+  (:func:`stylegan_tl.recipe.lazy_adam`).
 """
 
 import tensorflow as tf
@@ -90,14 +91,3 @@ def path_length_penalty(lengths, pl_mean, batch_mean_length, decay=0.01, weight=
     """
     new_mean = pl_mean + decay * (batch_mean_length - pl_mean)
     return weight * tf.square(lengths - new_mean), new_mean
-
-
-def lazy_adam_params(lr, beta1, beta2, interval):
-    """Adam settings for a regulariser evaluated every ``interval`` minibatches: c = I/(I+1).
-
-    Returns (lr*c, beta1**c, beta2**c); ``interval`` None or 0 returns the inputs unchanged.
-    """
-    if not interval:
-        return lr, beta1, beta2
-    c = interval / (interval + 1)
-    return lr * c, beta1 ** c, beta2 ** c

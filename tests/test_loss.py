@@ -69,11 +69,3 @@ def test_path_length_penalty_and_running_mean():
     penalty, new_mean = loss.path_length_penalty(lengths, pl_mean=0.5, batch_mean_length=2.0)
     assert float(new_mean) == pytest.approx(0.5 + 0.01 * 1.5)
     np.testing.assert_allclose(penalty, 2.0 * (np.array([1.0, 3.0]) - 0.515) ** 2, rtol=1e-6)
-
-
-def test_lazy_regularisation_adam_scaling():
-    lr, b1, b2 = loss.lazy_adam_params(0.002, 0.0, 0.99, 4)
-    assert lr == pytest.approx(0.0016) and b1 == 0.0 and b2 == pytest.approx(0.99199, abs=1e-5)
-    lr, _, b2 = loss.lazy_adam_params(0.002, 0.0, 0.99, 16)
-    assert lr == pytest.approx(0.0018824, abs=1e-7) and b2 == pytest.approx(0.99059, abs=1e-5)
-    assert loss.lazy_adam_params(0.002, 0.0, 0.99, None) == (0.002, 0.0, 0.99)
