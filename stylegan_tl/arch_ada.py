@@ -6,8 +6,11 @@ normalisation), ``G_synthesis`` (``fused_modconv=False`` default, ``conv_clamp``
 ``use_noise``, ``num_fp16_res``), ``G_main`` (no ``lod``), ``D_main`` (``mbstd_group_size=None`` =
 whole batch, ``conv_clamp``, Freeze-D ``freeze_layers``, label ``cmap`` projection).
 
-``num_fp16_res`` and ``dtype='float16'`` are accepted but everything is computed in float32 (the
-fp16 path only changes rounding, and float16 convolutions are slow on CPU).
+``conv_clamp`` applies as in NVIDIA's code. ``num_fp16_res`` is recorded, but a network computes in
+float32 until ``set_precision`` (``arch_v2``) asks for float16: inference stays float32 (float16 only
+changes rounding, and its convolutions are slower on CPU); training (``stylegan_tl.train``) uses the
+pickle's own ``num_fp16_res`` by default, as NVIDIA's training does. ``dtype='float16'`` is accepted
+and computed in float32.
 """
 
 import numpy as np
@@ -27,7 +30,7 @@ _SYNTHESIS_DEFAULTS = dict(
     fmap_const=None,            # channels of the constant input, None = nf(1)
     use_noise=True,             # False = no noise inputs
     fused_modconv=False,        # ADA-TF default: non-fused modulated conv
-    num_fp16_res=0,             # accepted; computed in float32
+    num_fp16_res=0,             # float16 resolutions when training (set_precision)
     conv_clamp=None,            # clamp conv outputs to +-conv_clamp, None = off
 )
 
@@ -94,7 +97,7 @@ class D_main(arch_v2.D_stylegan2):
         mapping_fmaps=None,         # their width, None = nf(0)
         mapping_lrmul=0.1,
         mbstd_group_size=None,      # None = whole minibatch
-        num_fp16_res=0,             # accepted; computed in float32
+        num_fp16_res=0,             # float16 resolutions when training (set_precision)
         conv_clamp=None,
         freeze_layers=0,            # Freeze-D: first N layers from the top are not trainable
         score_size=1,               # scores returned (auxrot comparison method)

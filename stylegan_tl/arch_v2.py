@@ -6,6 +6,12 @@ the maths runs in NHWC (see ``layers``). Variables: NVIDIA local names, layouts,
 initialisation (``own_vars``). ``arch_ada`` subclasses these for StyleGAN2-ADA (TF).
 
 Architectures: G and D each support ``'orig'``, ``'skip'`` and ``'resnet'``.
+
+Mixed precision (ADA-TF's scheme, also available to StyleGAN2 networks for training):
+``set_precision(num_fp16_res, conv_clamp)`` on the synthesis network or D makes the blocks of the
+``num_fp16_res`` highest resolutions compute in float16 (activations and convolutions; styles,
+demodulation, the 4x4 block, the RGB skip path and D's minibatch-stddev/4x4 epilogue stay float32)
+and clamps every conv layer's output to +-``conv_clamp``. Networks start in float32.
 """
 
 import numpy as np
@@ -75,6 +81,23 @@ class ArchModule(tf.Module):
     def labels_or_zeros(self, labels, batch_of):
         """``labels`` as float32, or zeros [N, label_size] when None (N taken from ``batch_of``)."""
         return layers.labels_or_zeros(labels, batch_of, self.kwargs["label_size"])
+
+    # Mixed precision (synthesis networks and discriminators; see the module docstring).
+    num_fp16_res = 0
+    clamped_layers = ()
+
+    def set_precision(self, num_fp16_res, conv_clamp):
+        """Compute the blocks of the ``num_fp16_res`` highest resolutions in float16 and clamp the
+        conv layers' outputs to +-``conv_clamp`` (None: no clamp). Call before tracing."""
+        if not self.clamped_layers:
+            raise StyleGANTLError(f"{self.FUNC_NAME}: no mixed-precision path")
+        self.num_fp16_res = int(num_fp16_res)
+        for layer in self.clamped_layers:
+            layer.clamp = conv_clamp
+
+    def compute_dtype(self, res):
+        """tf.float16 for the blocks of resolution 2**res among the ``num_fp16_res`` highest, else float32."""
+        return tf.float16 if res > self.resolution_log2() - self.num_fp16_res else tf.float32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +202,7 @@ class SynthesisLayer(tf.Module):
 
     def __init__(self, params, scope, in_channels, out_channels, w_dim, layer_idx, noise_var, act,
                  up=False, resample_kernel=None, clamp=None):
+        """``clamp`` may be changed after construction (:meth:`ArchModule.set_precision`)."""
         super().__init__(name=None)
         self.layer_idx, self.noise_var, self.act, self.clamp = layer_idx, noise_var, act, clamp
         self.conv = layers.ModulatedConv2d(params, scope, in_channels, out_channels, 3, w_dim, up=up,
@@ -192,13 +216,13 @@ class SynthesisLayer(tf.Module):
             if randomize_noise:
                 noise = tf.random.normal([tf.shape(x)[0], x.shape[1], x.shape[2], 1], dtype=x.dtype)
             else:
-                noise = layers.nchw_to_nhwc(self.noise_var)
-            x += noise * self.noise_strength
+                noise = tf.cast(layers.nchw_to_nhwc(self.noise_var), x.dtype)
+            x += noise * tf.cast(self.noise_strength, x.dtype)
         return layers.bias_act(x, self.bias, self.act, clamp=self.clamp)
 
 
 class ToRGB(tf.Module):
-    """1x1 modulated conv without demodulation + bias, linear (+ clamp). NHWC.
+    """1x1 modulated conv without demodulation + bias, linear (+ clamp). NHWC, dtype of the input.
 
     Variables: ``<scope>/{weight, mod_weight, mod_bias, bias}``.
     """
@@ -259,6 +283,8 @@ class G_synthesis_stylegan2(ArchModule):
             if k["architecture"] == "skip" or res == log2:
                 self.torgb[res] = ToRGB(self.params, f"{scope}/ToRGB", self.nf(res - 1), k["num_channels"],
                                         w_dim, res * 2 - 3, clamp)
+        self.clamped_layers = [self.conv4] + [c for conv0, conv1, _ in self.blocks for c in (conv0, conv1)]
+        self.clamped_layers += list(self.torgb.values())
 
     # Hooks that ADA's G_synthesis overrides through its kwargs.
     def conv_clamp(self):
@@ -280,14 +306,14 @@ class G_synthesis_stylegan2(ArchModule):
         x = self.conv4(x, w, randomize_noise, fused)
         y = self.torgb[2](x, w, fused) if 2 in self.torgb else None
         for res, (conv0, conv1, skip) in enumerate(self.blocks, start=3):
-            t = x
+            x = t = tf.cast(x, self.compute_dtype(res))
             x = conv1(conv0(x, w, randomize_noise, fused), w, randomize_noise, fused)
             if skip is not None:
-                x = (x + skip(t)) * (1 / np.sqrt(2))
+                x = (x + skip(t)) * tf.cast(1 / np.sqrt(2), x.dtype)
             if y is not None:
                 y = ops.upsample_2d(y, k=self.kwargs["resample_kernel"], data_format="NHWC")
             if res in self.torgb:
-                t = self.torgb[res](x, w, fused)
+                t = tf.cast(self.torgb[res](x, w, fused), tf.float32)
                 y = t if y is None else y + t
         return layers.nhwc_to_nchw(y)
 
@@ -445,6 +471,8 @@ class D_stylegan2(ArchModule):
         self.dense0 = layers.Dense(self.params, "4x4/Dense0", nf(1) * 16, nf(0), act=act,
                                    trainable=self._next_trainable())
         self.output = layers.Dense(self.params, "Output", nf(0), out_features)
+        self.clamped_layers = list(self.fromrgb.values()) + [c for _, conv0, conv1, _ in self.blocks
+                                                            for c in (conv0, conv1)] + [self.conv4]
 
     # Hooks that ADA's D_main overrides.
     def conv_clamp(self):
@@ -463,6 +491,14 @@ class D_stylegan2(ArchModule):
             return tf.reduce_sum(scores * labels, axis=1, keepdims=True)
         return scores
 
+    def _add_fromrgb(self, x, y, res):
+        """``x`` plus FromRGB of the float32 images ``y`` at ``res`` (if this architecture has one there),
+        in the dtype of that resolution's block."""
+        if res not in self.fromrgb:
+            return x
+        t = self.fromrgb[res](tf.cast(y, self.compute_dtype(res)))
+        return t if x is None else t + tf.cast(x, t.dtype)
+
     def _next_trainable(self):
         """Freeze-D: the first ``freeze_layers`` layers from the top are not trainable (ADA)."""
         self._layer_count += 1
@@ -478,18 +514,14 @@ class D_stylegan2(ArchModule):
         y = layers.nchw_to_nhwc(tf.cast(images_in, tf.float32))
         x = None
         for res, conv0, conv1, skip in self.blocks:
-            if res in self.fromrgb:
-                t = self.fromrgb[res](y)
-                x = t if x is None else x + t
-            t = x
+            x = self._add_fromrgb(x, y, res)
+            x = t = tf.cast(x, self.compute_dtype(res))
             x = conv1(conv0(x))
             if skip is not None:
-                x = (x + skip(t)) * (1 / np.sqrt(2))
+                x = (x + skip(t)) * tf.cast(1 / np.sqrt(2), x.dtype)
             if self.kwargs["architecture"] == "skip":
                 y = ops.downsample_2d(y, k=self.kwargs["resample_kernel"], data_format="NHWC")
-        if 2 in self.fromrgb:
-            t = self.fromrgb[2](y)
-            x = t if x is None else x + t
+        x = tf.cast(self._add_fromrgb(x, y, 2), tf.float32)
         if self.mbstd_features:
             x = layers.minibatch_stddev(x, self.kwargs["mbstd_group_size"], self.mbstd_features)
         x = self.dense0(self.conv4(x))

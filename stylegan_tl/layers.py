@@ -113,12 +113,13 @@ def conv2d_resample(x, w, up=False, down=False, resample_kernel=None):
     """StyleGAN2 convolution of NHWC ``x`` with HWIO ``w``: SAME conv, or FIR up-conv / conv-down by 2.
 
     Args:
-        x: [N, H, W, I] NHWC. w: [k, k, I, O] runtime weight.
+        x: [N, H, W, I] NHWC (float32 or float16). w: [k, k, I, O] runtime weight (cast to x's dtype).
         up: zero-insert upsample x2 + FIR ``resample_kernel`` + conv (``ops.upsample_conv_2d``).
         down: FIR + conv at stride 2 (``ops.conv_downsample_2d``).
     Returns:
-        [N, H', W', O] NHWC.
+        [N, H', W', O] NHWC, dtype of ``x``.
     """
+    w = tf.cast(w, x.dtype)
     if up:
         return ops.upsample_conv_2d(x, w, k=resample_kernel, data_format="NHWC")
     if down:
@@ -131,17 +132,25 @@ def modulated_conv2d(x, w, styles, demodulate=True, fused_modconv=True, up=False
     """StyleGAN2 modulated convolution (spec 4.3).
 
     Args:
-        x: [N, H, W, I] NHWC activations.
-        w: [k, k, I, O] runtime (already equalized-lr scaled) weight.
-        styles: [N, I] per-sample input-channel scales (``affine(w) + 1``).
+        x: [N, H, W, I] NHWC activations, float32 or float16.
+        w: [k, k, I, O] runtime (already equalized-lr scaled) float32 weight.
+        styles: [N, I] float32 per-sample input-channel scales (``affine(w) + 1``).
         demodulate: normalise each output channel's per-sample weight to unit norm (eps 1e-8).
         fused_modconv: True = per-sample weights ``w * s * d`` (NVIDIA's grouped conv: one grouped
             conv when TF supports it, else one conv per sample, which up/down-sampling layers always
-            use); False = ``conv(x * s, w) * d``. Mathematically identical.
+            use); False = ``conv(x * s, w) * d``. Mathematically identical. A float16 ``x`` always
+            takes the non-fused form with ADA's overflow guard: ``w`` pre-scaled by
+            ``1/sqrt(fan_in)/max|w|`` per output channel and ``styles`` by ``1/max|styles|``
+            (demodulation cancels both); styles and demodulation are computed in float32.
         up / down / resample_kernel: see :func:`conv2d_resample`.
     Returns:
-        [N, H', W', O] NHWC.
+        [N, H', W', O] NHWC, dtype of ``x``.
     """
+    if x.dtype != tf.float32:
+        if demodulate:
+            w = w * (1 / np.sqrt(np.prod(w.shape[:-1]))) / tf.reduce_max(tf.abs(w), axis=[0, 1, 2])
+            styles = styles / tf.reduce_max(tf.abs(styles))
+        fused_modconv = False
     ww = w[tf.newaxis] * styles[:, tf.newaxis, tf.newaxis, :, tf.newaxis]  # [N, k, k, I, O]
     if demodulate:
         d = tf.math.rsqrt(tf.reduce_sum(tf.square(ww), axis=[1, 2, 3]) + 1e-8)  # [N, O]
@@ -153,10 +162,10 @@ def modulated_conv2d(x, w, styles, demodulate=True, fused_modconv=True, up=False
         per_sample = tf.autograph.experimental.do_not_convert(
             lambda xw: conv2d_resample(xw[0][tf.newaxis], xw[1], up, down, resample_kernel)[0])
         return tf.map_fn(per_sample, (x, ww), fn_output_signature=x.dtype)
-    x = x * styles[:, tf.newaxis, tf.newaxis, :]
+    x = x * tf.cast(styles[:, tf.newaxis, tf.newaxis, :], x.dtype)
     x = conv2d_resample(x, w, up, down, resample_kernel)
     if demodulate:
-        x = x * d[:, tf.newaxis, tf.newaxis, :]
+        x = x * tf.cast(d[:, tf.newaxis, tf.newaxis, :], x.dtype)
     return x
 
 
@@ -315,7 +324,7 @@ class Dense(tf.Module):
     """Equalized-lr dense layer ``act(x @ (W*coef) + b*lrmul) * gain``.
 
     Variables: ``<scope>/weight [in, out]`` then (if ``use_bias``) ``<scope>/bias [out]``.
-    Call: x [N, in] (a 4-D NHWC input is flattened in NCHW order first) -> [N, out].
+    Call: x [N, in] (a 4-D NHWC input is flattened in NCHW order first) -> [N, out], dtype of x.
     """
 
     def __init__(self, params, scope, in_features, out_features, gain=1.0, lrmul=1.0, act="linear",
@@ -329,7 +338,7 @@ class Dense(tf.Module):
     def __call__(self, x):
         if x.shape.rank == 4:
             x = flatten_nchw(x)
-        x = tf.matmul(x, self.weight * self.coef)
+        x = tf.matmul(x, tf.cast(self.weight * self.coef, x.dtype))
         return bias_act(x, self.bias, self.act, self.lrmul, clamp=self.clamp)
 
 
@@ -337,7 +346,8 @@ class Conv2d(tf.Module):
     """Equalized-lr conv ``act(conv(x, W*coef) + b) * gain``, optionally with FIR up/down by 2.
 
     Variables: ``<scope>/weight [k, k, in, out]`` then (if ``use_bias``) ``<scope>/bias [out]``.
-    Call: x [N, H, W, in] NHWC -> [N, H', W', out] NHWC.
+    Call: x [N, H, W, in] NHWC (float32 or float16) -> [N, H', W', out] NHWC, dtype of x.
+    ``clamp`` may be changed after construction (mixed precision sets it).
     """
 
     def __init__(self, params, scope, in_channels, out_channels, kernel, gain=1.0, act="linear",
@@ -361,8 +371,9 @@ class ModulatedConv2d(tf.Module):
     """StyleGAN2 modulated conv with its style affine.
 
     Variables (NVIDIA order): ``<scope>/weight [k, k, in, out]``, ``<scope>/mod_weight [w_dim, in]``,
-    ``<scope>/mod_bias [in]`` (the style is ``w @ mod_weight*coef + mod_bias + 1``).
-    Call: x [N, H, W, in] NHWC, w [N, w_dim], fused_modconv (bool) -> [N, H', W', out] NHWC.
+    ``<scope>/mod_bias [in]`` (the style is ``w @ mod_weight*coef + mod_bias + 1``, float32).
+    Call: x [N, H, W, in] NHWC (float32 or float16), w [N, w_dim] float32, fused_modconv (bool)
+    -> [N, H', W', out] NHWC, dtype of x.
     """
 
     def __init__(self, params, scope, in_channels, out_channels, kernel, w_dim, demodulate=True,
