@@ -132,3 +132,28 @@ def test_pipeline_report_shows_the_metrics_of_the_finetuning_run(tmp_path):
     assert "<h2>GAN metrics</h2>" in page and "<td>fid1k_full</td><td>123.5</td>" in page
     plain = report.render_html(report.build_summary({"preset": "test"}, {"finetune": {"status": "done"}}), [], {})
     assert "GAN metrics" not in plain and run_metrics(None) == {}
+
+
+def test_snapshot_hook_writes_the_json_line_and_the_scalar_and_survives_a_failure(gs_c, tmp_path, monkeypatch):
+    import types
+
+    from pipeline.report import read_scalars
+
+    monkeypatch.setattr(metrics, "load_features", lambda kind="auto": stub_features())
+    opts = types.SimpleNamespace(metrics=["fid1k_full"], data=PHOTOS, letterbox=False)
+    pkl = str(tmp_path / "network-snapshot-000002.pkl")
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    with writer.as_default():
+        values = metrics.snapshot_metrics(opts, gs_c, pkl, nimg=2000)
+    writer.flush()
+    direct, _ = metrics.Evaluator(metrics.parse_metrics("fid1k_full"), PHOTOS, 16, features=stub_features()).evaluate(gs_c)
+    assert values == direct                    # the CLI's number for the same snapshot
+    assert metrics.read_results(str(tmp_path))["fid1k_full"]["results"] == direct
+    assert read_scalars(str(tmp_path / "logs"))["Metrics/fid1k_full"] == [(2000, pytest.approx(direct["fid1k_full"]))]
+
+    def unavailable(kind="auto"):
+        raise StyleGANTLError("no feature network here")
+    monkeypatch.setattr(metrics, "load_features", unavailable)
+    other = types.SimpleNamespace(metrics="kid1k_full", data=PHOTOS, letterbox=True)
+    assert metrics.snapshot_metrics(other, gs_c, pkl, nimg=4000) == {}
+    assert sorted(os.listdir(tmp_path)) == ["logs", "metric-fid1k_full.jsonl"]
