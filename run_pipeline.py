@@ -37,7 +37,7 @@ flags.DEFINE_float("gamma", None, "R1 regularisation weight (default: the traine
 flags.DEFINE_enum("aug", None, ("noaug", "ada"), "Discriminator augmentation.")
 flags.DEFINE_bool("mirror", None, "Add x-flipped copies of the photos.")
 flags.DEFINE_integer("freezed", None, "Freeze-D: number of frozen discriminator layers.")
-flags.DEFINE_float("snap", None, "Snapshot interval in kimg.")
+flags.DEFINE_integer("snap", None, "Snapshot interval in ticks of 4 kimg (NVIDIA ADA's unit).")
 # Sampling
 flags.DEFINE_string("seeds", None, "Sample seeds, e.g. '0-7' or '1,5,9'.")
 flags.DEFINE_float("truncation_psi", None, "Truncation psi of the samples.")

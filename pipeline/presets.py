@@ -44,7 +44,7 @@ class Config:
     aug: str = "noaug"                  # 'noaug' or 'ada'
     mirror: bool = True
     freezed: int = 0
-    snap: float = 2.0                   # snapshot interval, kimg
+    snap: int = 1                       # snapshot interval, ticks of 4 kimg (stylegan_tl.train)
     # Sampling (stylegan_tl.generate)
     seeds: List[int] = dataclasses.field(default_factory=lambda: list(range(8)))
     truncation_psi: float = 0.7
@@ -65,11 +65,11 @@ PRESETS = {
     "demo": dict(data_dir=EMBEDDED_PHOTOS),  # the Config defaults are the demo
     "paper": dict(
         work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
-        batch=32, gamma=100.0, aug="ada", snap=10.0, seeds=list(range(16)), sr_model=TRAIN,
+        batch=32, gamma=100.0, aug="ada", snap=10, seeds=list(range(16)), sr_model=TRAIN,
         sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, heldout=0.1),
     "test": dict(
         work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
-        batch=4, snap=1.0, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
+        batch=4, snap=1, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
         sr_epochs=[1], sr_steps=2, sr_batch=2, vgg_weights="none", heldout=0.34, tile=32,
         overlap=8),
 }
