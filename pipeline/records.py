@@ -28,30 +28,24 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from pipeline import PipelineError
+from stylegan_tl.atomic import atomic_write
+from stylegan_tl.errors import StyleGANTLError
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file beside ``path`` (``.<name>.<random>.tmp``, which no reader
-    matches), fsync it and rename it over ``path``; on any failure the temp file is removed.
+    """Write ``data`` to ``path`` with :func:`stylegan_tl.atomic.atomic_write` (hidden temp file,
+    fsync, rename; nothing left behind on failure), creating the folder first.
 
     A folder that cannot be created or written (or a full disk) raises PipelineError naming ``path``.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = None
     try:
-        os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{name[:80]}.", suffix=".tmp", dir=folder)
-        with os.fdopen(handle, "wb") as f:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_write(path) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
     except OSError as error:
         raise PipelineError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    except StyleGANTLError as error:
+        raise PipelineError(str(error)) from None
 
 
 def json_bytes(obj) -> bytes:

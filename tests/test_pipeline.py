@@ -109,7 +109,9 @@ def test_fingerprint_of_folder_lists_files_and_reuses_hashes(tmp_path):
 
 def test_output_folders_remove_and_replace_only_the_files_the_pipeline_wrote(tmp_path):
     out = OutputDir(str(tmp_path / "enhanced"), str(tmp_path))
-    out.write("old.png", b"ours")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(out.write("old.png", b"ours")).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
     out.write(os.path.join("sub", "deep.png"), b"ours too")
     (tmp_path / "enhanced" / "holiday.jpg").write_bytes(b"precious")  # added by the user later
     again = OutputDir(str(tmp_path / "enhanced"), str(tmp_path))  # the record survives the process
