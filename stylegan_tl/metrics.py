@@ -348,9 +348,9 @@ def read_results(run_dir):
 
 
 @functools.lru_cache(maxsize=2)
-def _training_evaluator(spec, data, data_mtime_ns, resolution, num_channels, letterbox):
+def _training_evaluator(metrics, data, data_mtime_ns, resolution, num_channels, letterbox):
     del data_mtime_ns  # part of the cache key only: files added or removed since give new statistics
-    return Evaluator(parse_metrics(spec), data, resolution, num_channels, letterbox=letterbox)
+    return Evaluator(metrics, data, resolution, num_channels, letterbox=letterbox)
 
 
 def snapshot_metrics(opts, Gs, pkl, nimg):
@@ -358,15 +358,17 @@ def snapshot_metrics(opts, Gs, pkl, nimg):
     append the JSON lines beside ``pkl`` and write ``Metrics/<name>`` scalars (on the default summary
     writer) at step ``nimg``. Returns {name: value}.
 
-    The real statistics are computed once per run (cached with the evaluator). A metric that cannot
-    be computed (no feature network available, ...) is logged as an error and skipped: training goes on.
+    The real statistics are computed once per run (cached with the evaluator). An unknown metric
+    name raises; a metric that cannot be computed (no feature network available, ...) is logged as
+    an error and skipped: training goes on.
     """
     from .snapshot import summary_scalar
 
     _, channels, resolution, _ = Gs.output_shape
     spec = ",".join(opts.metrics) if isinstance(opts.metrics, (list, tuple)) else opts.metrics
+    requested = tuple(parse_metrics(spec))
     try:
-        evaluator = _training_evaluator(spec, opts.data, os.stat(opts.data).st_mtime_ns, resolution, channels,
+        evaluator = _training_evaluator(requested, opts.data, os.stat(opts.data).st_mtime_ns, resolution, channels,
                                         opts.letterbox)
         values, details = evaluator.evaluate(Gs)
     except StyleGANTLError as e:

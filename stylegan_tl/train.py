@@ -631,6 +631,10 @@ class _Run:
         self.state_path = state_path
         with writer.as_default():
             _write_fakes(os.path.join(outdir, snap_files.GRID_FMT.format(nimg // 1000)), Gs, *grid, summary_step=nimg)
+            if self.opts.metrics:
+                from .metrics import snapshot_metrics
+
+                snapshot_metrics(self.opts, Gs, pkl, nimg)
         logging.info("snapshot %s", pkl)
         return pkl
 

@@ -157,3 +157,28 @@ def test_snapshot_hook_writes_the_json_line_and_the_scalar_and_survives_a_failur
     other = types.SimpleNamespace(metrics="kid1k_full", data=PHOTOS, letterbox=True)
     assert metrics.snapshot_metrics(other, gs_c, pkl, nimg=4000) == {}
     assert sorted(os.listdir(tmp_path)) == ["logs", "metric-fid1k_full.jsonl"]
+
+
+def test_training_with_metrics_records_each_snapshot_and_the_cli_agrees(tmp_path, monkeypatch):
+    from pipeline.report import read_scalars
+    from stylegan_tl.train import run_training
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in sorted(os.listdir(PHOTOS))[:6]:
+        if name.endswith(".jpg"):
+            Image.open(os.path.join(PHOTOS, name)).save(photos / name)
+    monkeypatch.setattr(metrics, "load_features", lambda kind="auto": stub_features())
+    result = run_training(str(photos), str(tmp_path / "run"), resume=PKL_C, kimg=0.008, batch=4, snap=1,
+                          tick_kimg=0.004, randomize_noise=False, style_mixing_prob=0.0, aug="noaug",
+                          metrics="fid1k_full")
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metric-fid1k_full.jsonl").read_text().splitlines()]
+    snapshots = sorted(name for name in os.listdir(tmp_path / "run") if name.endswith(".pkl"))
+    assert lines and {line["snapshot_pkl"] for line in lines} == set(snapshots)
+    scalars = read_scalars(result["log_dir"])["Metrics/fid1k_full"]
+    assert [value for _, value in scalars] == pytest.approx([line["results"]["fid1k_full"] for line in lines])
+    # The same number from the snapshot file, computed as the command line computes it.
+    Gs = load_network_pkl(str(tmp_path / "run" / lines[-1]["snapshot_pkl"]))[2]
+    again, _ = metrics.Evaluator(metrics.parse_metrics("fid1k_full"), str(photos), 16,
+                                 features=stub_features()).evaluate(Gs)
+    assert again["fid1k_full"] == pytest.approx(lines[-1]["results"]["fid1k_full"], rel=1e-6)
