@@ -90,6 +90,20 @@ def test_records_are_nvidias_json_lines_appended_per_snapshot(tmp_path):
     assert os.listdir(tmp_path) == ["metric-fid1k_full.jsonl"]
 
 
+def test_inception_features_give_fid_names_and_2048_d_vectors(tmp_path, monkeypatch):
+    import keras
+
+    weights = str(tmp_path / "inception.weights.h5")   # random weights stand in for ImageNet's (offline)
+    keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg").save_weights(weights)
+    monkeypatch.setattr(metrics, "inception_weights", lambda: weights)
+    features = metrics.load_features("auto")
+    assert features.is_inception and features.name == "inceptionv3" and weights in features.source
+    vectors = features(np.zeros([2, 16, 16, 3], np.uint8))
+    assert vectors.shape == (2, 2048) and np.isfinite(vectors).all()
+    assert [m.name(features) for m in metrics.parse_metrics("fid50k_full,kid50k_full")] == ["fid50k_full",
+                                                                                          "kid50k_full"]
+
+
 def test_cli_prints_the_metric_and_appends_to_a_training_run(tmp_path):
     run = tmp_path / "run"
     (run / "logs").mkdir(parents=True)
