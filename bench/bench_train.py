@@ -2,8 +2,8 @@
 
 Usage: ``nice -n 10 python bench/bench_train.py [--steps 3] [--impls ref,custom] [--quick] [--precisions fp32,fp16]``
 
-Configurations: fixture C (StyleGAN2 16 px, fmap_base 128) at batch 8 and a StyleGAN2 config-f layout
-at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
+Configurations: fixture C (StyleGAN2 16 px, fmap_base 128) at batch 8, the demo's starting network
+(``data/models/``, StyleGAN2 64 px) at batch 16 and a StyleGAN2 config-f layout at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
 layers) at batch 4, both on random images. Each ops implementation runs in its own subprocess with
 ``STYLEGAN_TL_OPS=<impl>``. The training phases of :class:`stylegan_tl.train.Trainer` are traced
 once, then timed over ``--steps`` calls each: D step, G step, G EMA, the R1 step (run every 16
@@ -26,6 +26,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS = {
     "fixture C (v2 16 px, fmap 128)": dict(pkl=str(ROOT / "tests/fixtures/C_v2_orig_orig_r16/network.pkl"), batch=8),
+    "demo start (v2 64 px, fmap 64)": dict(pkl=str(ROOT / "data/models/landscapes64-stylegan2.pkl"), batch=16),
     "stylegan2 config-f 256 px": dict(family="stylegan2", resolution=256, batch=4),
 }
 
@@ -79,13 +80,14 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed calls per phase (after one warm-up)")
     parser.add_argument("--impls", default="ref,custom", help="ops implementations to compare")
     parser.add_argument("--quick", action="store_true", help="tiny configuration only")
+    parser.add_argument("--only", default="", help="configurations whose label contains this text")
     parser.add_argument("--precisions", default="fp32", help="fp32, fp16 or both (comma-separated)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.steps, args.precisions)
         return
-    labels = list(CONFIGS)[:1] if args.quick else list(CONFIGS)
+    labels = [label for label in (list(CONFIGS)[:1] if args.quick else CONFIGS) if args.only in label]
     print("| configuration | ops | precision | batch | D s | G s | R1 s | PL s | s/minibatch | images/s | sec/kimg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label in labels:

@@ -93,6 +93,8 @@ class Options:
     snap: Optional[int] = _opt(None, "snapshot interval in ticks (default: 50 ticks of 4 kimg; v1: 10 ticks)")
     tick_kimg: Optional[float] = _opt(None, "tick length in kimg (default 4; v1: per resolution, 20-160)")
     seed: int = _opt(0, "random seed")
+    metrics: Optional[str] = _opt(None, "comma-separated metrics computed for Gs at every snapshot, e.g. "
+                                  "fid50k_full,kid50k_full (docs/metrics.md); default none")
     fp16: Optional[bool] = _opt(None, "mixed precision: the num_fp16_res highest resolutions in float16 with "
                                 "conv_clamp and loss scaling (default: an ADA pickle's own setting, else off)")
     num_fp16_res: Optional[int] = _opt(None, "resolutions computed in float16 with --fp16 (default: the "

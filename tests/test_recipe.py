@@ -8,7 +8,6 @@ lr 0.0025 below 1024 px) and StyleGAN ``train.py`` / ``training_schedule`` for v
 
 import json
 
-import numpy as np
 import pytest
 
 from conftest import FIXTURES
