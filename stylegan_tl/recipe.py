@@ -246,11 +246,14 @@ def _pick(explicit, recipe_value):
     return recipe_value if explicit is None else explicit
 
 
-def resolve(opts: Options, G, D, replicas: int, resume: Optional[str], continuing: bool) -> Recipe:
+def resolve(opts: Options, G, D, replicas: int, resume: Optional[str], continuing: bool,
+            legacy_state: bool = False) -> Recipe:
     """The run's :class:`Recipe` from the options, the networks (``Network`` G and D, their pickled
     static kwargs), the replica count and the pickle the run started from (``resume``; None: from
     scratch), which decides ADA's tune_kimg and auto's EMA ramp-up (NVIDIA's "resuming" values).
     ``continuing``: this invocation continues the run's own newest snapshot (recorded only).
+    ``legacy_state``: that snapshot's training state predates recipes (no ticks in it): the run
+    keeps what that code did implicitly, ADA tune_kimg 100 and no EMA ramp-up (unless given).
     """
     family = G.family
     resolution = int(G.output_shape[2])
@@ -266,7 +269,7 @@ def resolve(opts: Options, G, D, replicas: int, resume: Optional[str], continuin
                     mbstd_group=_mbstd_of(D), tick_kimg=sched["tick_kimg"], snap=10, first_tick=1, aug="noaug")
     else:
         spec = ada_spec(name, resolution, replicas)
-        rampup = 0.05 if name == "auto" and not from_pickle else None
+        rampup = 0.05 if name == "auto" and not (from_pickle or legacy_state) else None
         base = dict(batch=spec["batch"], lr=spec["lr"], gamma=spec["gamma"], ema_kimg=spec["ema_kimg"],
                     ema_rampup=rampup, mbstd_group=spec["mbstd_group"], tick_kimg=4.0, snap=50, first_tick=0,
                     aug="ada")
@@ -295,7 +298,7 @@ def resolve(opts: Options, G, D, replicas: int, resume: Optional[str], continuin
         style_mixing_prob=float(_pick(opts.style_mixing_prob, _style_mixing_of(G))),
         pl_weight=float(_pick(opts.pl_weight, 2.0)) if lazy else 0.0,
         aug=aug, augpipe=opts.augpipe if aug == "ada" else None, target=opts.target if aug == "ada" else None,
-        tune_kimg=_pick(opts.tune_kimg, 100.0 if from_pickle else 500.0) if aug == "ada" else None,
+        tune_kimg=_pick(opts.tune_kimg, 100.0 if from_pickle or legacy_state else 500.0) if aug == "ada" else None,
         ada_interval=MINIBATCH_REPEATS, mirror=opts.mirror, freezed=opts.freezed,
         frozen_layers=frozen_layer_names(D, opts.freezed), precision=resolve_precision(opts, G, D),
         resume=resume, continuing=continuing, kimg=float(_pick(opts.kimg, TOTAL_KIMG)), snap=int(_pick(opts.snap, base["snap"])),

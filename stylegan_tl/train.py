@@ -503,7 +503,11 @@ class _Run:
         resolution = None if start_pkl else opts.resolution or probe_resolution(opts.data)
         with strategy.scope():
             G, D, Gs = _build_networks(opts, start_pkl, resolution, replicas)
-        recipe = recipes.resolve(opts, G, D, replicas, resume, continuing=state is not None)
+        legacy = state is not None and "tick" not in state[2]
+        if legacy:
+            logging.info("%s: a training state from before recipes: ADA tune_kimg 100 and no EMA ramp-up "
+                         "continue as they were", state[0])
+        recipe = recipes.resolve(opts, G, D, replicas, resume, continuing=state is not None, legacy_state=legacy)
         apply_recipe(G, D, recipe)
         if self.chief and not opts.dry_run:
             self.options_path = recipes.write_options_file(opts.outdir, recipe)
