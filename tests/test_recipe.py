@@ -143,6 +143,9 @@ def test_from_scratch_auto_uses_the_cfg_architecture_and_ema_rampup(photos, tmp_
     r = _dry(photos, tmp_path, family="stylegan2-ada", resolution=16, latent_size=16, fmap_max=16)
     assert r["ema_rampup"] == 0.05 and r["tune_kimg"] == 500.0 and r["resume"] is None
     assert r["precision"]["G"] == dict(num_fp16_res=4, conv_clamp=256.0)  # ADA's cfg architecture
+    G, D, _ = create_networks("stylegan2", 16, G_kwargs=TINY, D_kwargs=dict(fmap_max=16))
+    legacy = resolve(Options(data="d", outdir="o"), G, D, 1, None, True, legacy_state=True)
+    assert legacy.ema_rampup is None and legacy.tune_kimg == 100.0  # a run started by the pre-recipe code
 
 
 # ---- Freeze-D --------------------------------------------------------------------------------------
