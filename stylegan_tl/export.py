@@ -51,8 +51,8 @@ def _reference_ops():
 
 
 def _references(obj, targets, seen=None):
-    """(container, key) of every reference to a variable in ``targets`` (ids) below tf.Module ``obj``:
-    module attributes, dict entries and list items, searched recursively."""
+    """(container, key, variable) of every reference to a variable of ``targets`` ({id: variable})
+    below tf.Module ``obj``: module attributes, dict entries and list items, searched recursively."""
     import tensorflow as tf
 
     seen = set() if seen is None else seen
@@ -69,13 +69,20 @@ def _references(obj, targets, seen=None):
         return []
     found = []
     for key, value in items:
-        if id(value) in targets:
-            if isinstance(obj, tuple):
-                raise StyleGANTLError(f"export: a noise weight is held in a tuple ({key}); cannot trace noise_mode='none'")
-            found.append((obj, key))
+        if id(value) in targets and not isinstance(obj, tuple):
+            found.append((obj, key, value))
         elif isinstance(value, (tf.Module, dict, list, tuple)):
             found += _references(value, targets, seen)
     return found
+
+
+def _put(container, key, value):
+    import tensorflow as tf
+
+    if isinstance(container, tf.Module):
+        setattr(container, key, value)
+    else:
+        container[key] = value
 
 
 @contextlib.contextmanager
@@ -88,7 +95,10 @@ def _without_noise(Gs):
     import tensorflow as tf
 
     weights = {id(v): v for name, v in Gs.vars.items() if _NOISE_STRENGTH.search(name)}
-    refs = [(container, key, weights[id(_get(container, key))]) for container, key in _references(Gs.module, weights)]
+    refs = _references(Gs.module, weights)
+    if {id(var) for _, _, var in refs} != set(weights):
+        raise StyleGANTLError(f"export: cannot find where {Gs.name} reads its noise weights; noise_mode 'none' "
+                              "cannot be traced")
     try:
         for container, key, var in refs:
             _put(container, key, tf.zeros(var.shape, var.dtype))
@@ -96,21 +106,6 @@ def _without_noise(Gs):
     finally:
         for container, key, var in refs:
             _put(container, key, var)
-
-
-def _get(container, key):
-    import tensorflow as tf
-
-    return getattr(container, key) if isinstance(container, tf.Module) else container[key]
-
-
-def _put(container, key, value):
-    import tensorflow as tf
-
-    if isinstance(container, tf.Module):
-        setattr(container, key, value)
-    else:
-        container[key] = value
 
 
 def _to_uint8_nhwc(images):
