@@ -44,7 +44,7 @@ import numpy as np
 from absl import app, flags
 
 from .errors import StyleGANTLError
-from .generate import _NOISE_BUFFER, _labels, save_gif, save_png, temporarily_set
+from .generate import _NOISE_BUFFER, save_gif, save_png, temporarily_set
 
 DISTANCE_MAX_SIDE = 256
 
@@ -100,11 +100,10 @@ class Projection:
     frames: list
 
 
-def w_statistics(Gs, num_samples=10000, labels=None):
+def w_statistics(Gs, num_samples=10000):
     """(w_avg [1, 1, w_dim], w_std) of W for ``num_samples`` latents ``RandomState(123).randn``."""
     z = np.random.RandomState(123).randn(num_samples, Gs.input_shape[1]).astype(np.float32)
-    lab = None if labels is None else np.repeat(labels, num_samples, axis=0)
-    w = Gs.components.mapping.run(z, lab, minibatch_size=1000)[:, :1, :].astype(np.float32)
+    w = Gs.components.mapping.run(z, None, minibatch_size=1000)[:, :1, :].astype(np.float32)
     w_avg = w.mean(axis=0, keepdims=True)
     return w_avg, float(np.sqrt(np.sum((w - w_avg) ** 2) / num_samples))
 
@@ -196,8 +195,8 @@ class _Optimizer:
         return float(dist), float(loss)
 
 
-def project(Gs, target, steps=1000, seed=303, distance="auto", lpips_weights=None, class_idx=None,
-            schedule=None, record_every=0, on_step=None):
+def project(Gs, target, steps=1000, seed=303, distance="auto", lpips_weights=None, schedule=None,
+            record_every=0, on_step=None):
     """Fit W (and the noise inputs) of generator ``Gs`` to ``target``.
 
     Args:
@@ -207,7 +206,6 @@ def project(Gs, target, steps=1000, seed=303, distance="auto", lpips_weights=Non
         distance: 'auto', 'lpips', 'features', 'pixels' (see :mod:`stylegan_tl.distance`), or a
             ready distance object (``FeatureDistance``).
         lpips_weights: path of LPIPS' ``vgg.pth`` (default: the ``lpips`` package's, if installed).
-        class_idx: class of a conditional network.
         schedule: :class:`Schedule` (NVIDIA's defaults).
         record_every: keep a (target | projection) frame every N steps (0: none).
         on_step: f(step, steps, distance, loss) after every step (progress display).
@@ -226,9 +224,9 @@ def project(Gs, target, steps=1000, seed=303, distance="auto", lpips_weights=Non
                               f"{target.dtype} {list(target.shape)}")
     if steps < 1:
         raise StyleGANTLError(f"--steps={steps}: need at least 1")
-    labels = _labels(Gs, class_idx)
-    if labels is not None:
-        raise StyleGANTLError("projection of conditional networks is not supported (NVIDIA's projector neither)")
+    if Gs.input_shapes[1][1]:
+        raise StyleGANTLError(f"network {Gs.name!r} is conditional: projection supports unconditional networks "
+                              "only (as NVIDIA's projector)")
     target_float = target[np.newaxis].astype(np.float32) * (2 / 255) - 1
     if not isinstance(distance, str):
         dist = distance
