@@ -50,8 +50,9 @@ flags.DEFINE_list("sr_crops", None, "SR training crops (high-resolution side, px
 flags.DEFINE_list("sr_epochs", None, "SR training epochs of each crop size, e.g. '4,2'.")
 flags.DEFINE_integer("sr_steps", None, "SR training steps per epoch.")
 flags.DEFINE_integer("sr_batch", None, "SR training batch size.")
-flags.DEFINE_string("vgg_weights", None, "VGG16 of the perceptual loss: 'imagenet', a weights "
-                    "file, or 'none' (random; a warning is recorded).")
+flags.DEFINE_string("sr_backbone", None, "Features of the SR perceptual loss: 'auto' (ImageNet VGG16 "
+                    "if cached or downloadable, else ImageNet EfficientNet-Lite0 from its package), "
+                    "'vgg16', 'efficientnet_lite0', 'random' (a warning is recorded) or a weights file.")
 flags.DEFINE_float("heldout", None, "Fraction of the photos held out from SR training for metrics.")
 flags.DEFINE_integer("tile", None, "Enhance tile size, px (input side).")
 flags.DEFINE_integer("overlap", None, "Enhance tile overlap, px.")
@@ -59,7 +60,7 @@ flags.DEFINE_integer("overlap", None, "Enhance tile overlap, px.")
 FLAGS = flags.FLAGS
 _PASSED_THROUGH = ("work_dir", "data_dir", "seed", "resume_pkl", "resolution", "fmap_max", "kimg",
                    "batch", "gamma", "aug", "mirror", "freezed", "snap", "truncation_psi",
-                   "sr_scale", "sr_model", "sr_steps", "sr_batch", "vgg_weights", "heldout",
+                   "sr_scale", "sr_model", "sr_steps", "sr_batch", "sr_backbone", "heldout",
                    "tile", "overlap")
 _OWN_FLAGS = ("stage", "preset", "force", "seeds", "sr_crops", "sr_epochs") + _PASSED_THROUGH
 
@@ -72,7 +73,7 @@ def config_from_flags():
     for name in ("sr_crops", "sr_epochs"):
         if FLAGS[name].value is not None:
             overrides[name] = parse_int_list(name, FLAGS[name].value)
-    for name in ("data_dir", "resume_pkl", "sr_model", "vgg_weights"):
+    for name in ("data_dir", "resume_pkl", "sr_model", "sr_backbone"):
         value = overrides[name]
         if value and os.path.exists(os.path.expanduser(value)):
             overrides[name] = os.path.abspath(os.path.expanduser(value))

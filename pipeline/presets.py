@@ -55,7 +55,8 @@ class Config:
     sr_epochs: List[int] = dataclasses.field(default_factory=lambda: [4, 2])    # per crop size
     sr_steps: int = 100                 # steps per epoch
     sr_batch: int = 16
-    vgg_weights: str = "imagenet"       # 'imagenet', a .h5/.weights.h5 path, or 'none' (random)
+    sr_backbone: str = "auto"           # perceptual-loss features: 'auto', 'vgg16', 'efficientnet_lite0',
+                                        # 'random' (tests) or a weights file (.h5 VGG16, .pth Lite0)
     heldout: float = 0.2                # fraction of the photos held out for SR metrics
     tile: int = 256
     overlap: int = 32
@@ -66,11 +67,12 @@ PRESETS = {
     "paper": dict(
         work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
         batch=32, gamma=100.0, aug="ada", snap=10, seeds=list(range(16)), sr_model=TRAIN,
-        sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, heldout=0.1),
+        sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, sr_backbone="vgg16",
+        heldout=0.1),
     "test": dict(
         work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
         batch=4, snap=1, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
-        sr_epochs=[1], sr_steps=2, sr_batch=2, vgg_weights="none", heldout=0.34, tile=32,
+        sr_epochs=[1], sr_steps=2, sr_batch=2, sr_backbone="random", heldout=0.34, tile=32,
         overlap=8),
 }
 

@@ -113,7 +113,15 @@ def _sr_train_params(cfg) -> dict:
             "sr_scale": cfg.sr_scale, "seed": cfg.seed,
             "training": {"sr_crops": cfg.sr_crops, "sr_epochs": cfg.sr_epochs,
                          "sr_steps": cfg.sr_steps, "sr_batch": cfg.sr_batch,
-                         "vgg_weights": cfg.vgg_weights} if trains else None}
+                         "sr_backbone": cfg.sr_backbone} if trains else None}
+
+
+def _backbone_options(sr_backbone) -> dict:
+    """run_training's backbone keywords for --sr_backbone (a backbone name or a weights file)."""
+    from superres_tf.features import NAMES
+    if sr_backbone in NAMES:
+        return {"backbone": sr_backbone}
+    return {"backbone": "auto", "backbone_weights": sr_backbone}
 
 
 def _train_sr(cfg, ws, resume, heldout) -> StageResult:
@@ -128,7 +136,7 @@ def _train_sr(cfg, ws, resume, heldout) -> StageResult:
         out = run_training(cfg.data_dir, outdir, scale=cfg.sr_scale, crops=tuple(cfg.sr_crops),
                            stage_epochs=tuple(cfg.sr_epochs), steps_per_epoch=cfg.sr_steps,
                            batch_size=cfg.sr_batch, holdout=heldout, seed=cfg.seed,
-                           vgg_weights=None if cfg.vgg_weights == "none" else cfg.vgg_weights,
+                           **_backbone_options(cfg.sr_backbone),
                            resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")))
     finally:  # also after an interruption: what the trainer wrote is the pipeline's
         run_dir.adopt_new(before)
@@ -137,7 +145,7 @@ def _train_sr(cfg, ws, resume, heldout) -> StageResult:
         with open(os.path.join(outdir, WARNING_FILE), encoding="utf-8") as f:
             warnings.append(" ".join(f.read().split()))
     return StageResult({"model": out["model"], "log_dir": os.path.join(outdir, "tensorboard")},
-                       {"vgg_weights_source": out["weights_source"],
+                       {"features_source": out["weights_source"],
                         "epochs_done": out["epochs_done"]}, warnings)
 
 
@@ -160,12 +168,13 @@ def sr_metrics(cfg, model_path, names) -> dict:
 
 
 def _given_model(model_path) -> StageResult:
-    """A model used as is; a warning when its training config says it had a random VGG16."""
+    """A model used as is; a warning when its training config says it had random features."""
+    from superres_tf.train import features_source
     config_path, config = _train_config(model_path)
-    source = (config or {}).get("vgg_weights_source", "unknown (no training config)")
+    source = features_source(config) if config else "unknown (no training config)"
     warnings = [f"{model_path} was trained with a {source} in its perceptual loss "
                 f"(see {config_path})"] if source.startswith("RANDOM") else []
-    return StageResult({"model": model_path}, {"vgg_weights_source": source}, warnings)
+    return StageResult({"model": model_path}, {"features_source": source}, warnings)
 
 
 def _sr_train(cfg, ws, resume):

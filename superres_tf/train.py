@@ -7,8 +7,9 @@ fractions of its size in `photo_scales` (scale augmentation). AdamW with a one-c
 rate over all steps. After every epoch: a checkpoint (model weights, optimizer state, epoch) in
 `outdir/checkpoint/`, the current model in `outdir/model.keras` (float32, no optimizer), PSNR-Y /
 SSIM-Y on the held-out photos (by file) and before/after images in TensorBoard
-(`outdir/tensorboard/`). `outdir/config.json` records every setting, the split and where the
-VGG16 weights came from; a random VGG16 also leaves `outdir/WARNING_RANDOM_VGG16.txt`.
+(`outdir/tensorboard/`). `outdir/config.json` records every setting, the split and the feature
+backbone of the perceptual loss with where its weights came from; random feature weights also
+leave `outdir/WARNING_RANDOM_FEATURES.txt`.
 """
 
 import json
@@ -26,13 +27,20 @@ from superres_tf import dataset, metrics
 from superres_tf.enhance import enhance_image
 from superres_tf.errors import ConfigError, SuperResError, WeightsError
 from superres_tf.images import atomic_write_bytes, from_unit_float
-from superres_tf.perceptual import DEFAULT_GRAM_WEIGHTS, DEFAULT_LAYERS, DEFAULT_WEIGHTS, PerceptualLoss
+from superres_tf.features import NAMES as BACKBONES
+from superres_tf.features import dtype_policy, float32_policy
+from superres_tf.perceptual import PerceptualLoss
 from superres_tf.models import KEYWORDS, build_model, make_arch
-from superres_tf.vgg import dtype_policy, float32_policy
 
 STRATEGIES = ("default", "mirrored", "one_device")
 PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-WARNING_FILE = "WARNING_RANDOM_VGG16.txt"
+WARNING_FILE = "WARNING_RANDOM_FEATURES.txt"
+
+
+def features_source(config):
+    """Where the perceptual loss's feature weights of a training config came from (older configs
+    called it 'vgg_weights_source'); 'unknown' when not recorded."""
+    return config.get("features_source", config.get("vgg_weights_source", "unknown"))
 
 
 @keras.saving.register_keras_serializable(package="superres_tf")
@@ -220,18 +228,20 @@ def _export_fn(arch, path):
 def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2, blocks=12, output="luma",
                  crops=(96, 192), stage_epochs=(4, 2), photo_scales=(1.0,),
                  steps_per_epoch=100, batch_size=16, max_lr=1e-3, schedule="onecycle",
-                 weight_decay=1e-4, holdout=0.2, seed=0, vgg_weights="imagenet",
-                 loss_layers=DEFAULT_LAYERS, loss_weights=DEFAULT_WEIGHTS,
-                 gram_weights=DEFAULT_GRAM_WEIGHTS, pixel_weight=1.0, degradation=None,
+                 weight_decay=1e-4, holdout=0.2, seed=0, backbone="auto", backbone_weights=None,
+                 loss_layers=None, loss_weights=None, gram_weights=None, pixel_weight=1.0, degradation=None,
                  mixed_precision="none", strategy="default", resume=False, val_max_side=256,
                  verbose="auto"):
     """Train (or resume) a network on the photos in `data`; write everything into `outdir`.
 
     `arch` is 'edsr' (uses width, blocks, output) or 'unet' (uses width, depth, convs); see
-    superres_tf.models.
+    superres_tf.models. `backbone` ('auto', 'vgg16', 'efficientnet_lite0', 'random') and
+    `backbone_weights` (a file) choose the perceptual loss's features (superres_tf.features);
+    `loss_layers`/`loss_weights`/`gram_weights` default to the backbone's taps and weights, and
+    an empty `loss_layers` is a pixel-only L1 loss.
 
     Returns a dict: 'model' (path of outdir/model.keras), 'config' (path of config.json),
-    'weights_source' (VGG16 weights used), 'heldout' (file names), 'metrics' (last held-out
+    'weights_source' (where the feature weights came from), 'heldout' (file names), 'metrics' (last held-out
     PSNR-Y/SSIM-Y of model and bicubic) and 'epochs_done'.
     """
     if len(crops) != len(stage_epochs):
@@ -258,8 +268,11 @@ def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2,
         total_steps = sum(stage_epochs) * steps_per_epoch
         with get_strategy(strategy).scope():
             model = build_model(arch)
-            loss = PerceptualLoss(vgg_weights=vgg_weights, layers=loss_layers, weights=loss_weights,
-                                  gram_weights=gram_weights, pixel_weight=pixel_weight, seed=seed)
+            if loss_layers is not None and not len(loss_layers):  # pixel L1 only
+                loss_weights, gram_weights = (), ()
+            loss = PerceptualLoss(backbone=backbone, backbone_weights=backbone_weights, layers=loss_layers,
+                                  weights=loss_weights, gram_weights=gram_weights, pixel_weight=pixel_weight,
+                                  seed=seed)
             rate = OneCycle(max_lr, total_steps, pct_start=0.25 if schedule == "onecycle" else 0.0)
             optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
             model.compile(optimizer=optimizer, loss=loss)
@@ -270,7 +283,8 @@ def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2,
                   "steps_per_epoch": steps_per_epoch,
                   "batch_size": batch_size, "max_lr": max_lr, "schedule": schedule,
                   "weight_decay": weight_decay, "seed": seed, "degradation": degradation,
-                  "loss": loss.get_config(), "vgg_weights_source": loss.weights_source,
+                  "loss": loss.get_config(), "features": loss.backbone_info,
+                  "features_source": loss.weights_source,
                   "mixed_precision": mixed_precision, "strategy": strategy,
                   "train_files": [os.path.basename(p) for p, _ in train_images],
                   "heldout_files": [os.path.basename(p) for p, _ in held_images],
@@ -279,7 +293,7 @@ def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2,
         if loss.weights_source.startswith("RANDOM"):
             atomic_write_bytes(os.path.join(outdir, WARNING_FILE),
                                f"WARNING: the perceptual loss of this run used a {loss.weights_source}.\n"
-                               "Its VGG16 features are not ImageNet features.\n".encode())
+                               "Its features are not ImageNet features: not a perceptual loss.\n".encode())
 
         writer = tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "heldout"))
         epoch_end = EpochEnd(heldout, scale, loss, checkpointer, _export_fn(arch, model_path), writer,
@@ -302,7 +316,7 @@ def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2,
               "heldout": config["heldout_files"], "metrics": epoch_end.last, "epochs_done": start}
     write_json(config_path, {**config, "result": result})
     if loss.weights_source.startswith("RANDOM"):
-        logging.warning("finished WITH A RANDOM VGG16 in the perceptual loss (%s); see %s",
+        logging.warning("finished WITH RANDOM FEATURES in the perceptual loss (%s); see %s",
                         loss.weights_source, os.path.join(outdir, WARNING_FILE))
     return result
 
@@ -332,10 +346,14 @@ def define_flags():
     flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
     flags.DEFINE_float("holdout", 0.2, "Fraction of the files held out (by file) for evaluation.")
     flags.DEFINE_integer("seed", 0, "Seed of the split, the initial weights and the data stream.")
-    flags.DEFINE_string("vgg_weights", "imagenet", "'imagenet', a VGG16 weights file, or 'none' (random).")
-    flags.DEFINE_list("loss_layers", list(DEFAULT_LAYERS), "VGG16 layers of the feature loss.")
-    flags.DEFINE_list("loss_weights", [str(w) for w in DEFAULT_WEIGHTS], "Feature-loss weight per layer.")
-    flags.DEFINE_list("gram_weights", [str(w) for w in DEFAULT_GRAM_WEIGHTS], "Gram-loss weight per layer.")
+    flags.DEFINE_enum("backbone", "auto", list(BACKBONES), "Features of the perceptual loss: 'auto' (VGG16 "
+                      "ImageNet if cached or downloadable, else EfficientNet-Lite0 ImageNet from its "
+                      "package), 'vgg16', 'efficientnet_lite0', or 'random' (tests only).")
+    flags.DEFINE_string("backbone_weights", None, "A weights file for the backbone (overrides its default source).")
+    flags.DEFINE_list("loss_layers", None, "Backbone layers of the feature loss (default: the backbone's "
+                      "taps; '' = pixel L1 only).")
+    flags.DEFINE_list("loss_weights", None, "Feature-loss weight per layer (default: the backbone's).")
+    flags.DEFINE_list("gram_weights", None, "Gram-loss weight per layer (default: the backbone's).")
     flags.DEFINE_float("pixel_weight", 1.0, "Pixel L1 weight.")
     flags.DEFINE_list("jpeg_quality", ["10", "70"], "JPEG quality range of the degradation ('' = no JPEG).")
     flags.DEFINE_float("jpeg_prob", 1.0, "Probability of the JPEG step.")
@@ -356,6 +374,15 @@ def _range(values, cast=float):
     return None if not values else (values[0], values[-1])
 
 
+def _names(values):
+    """Flag list -> None (flag not given) or a tuple of the non-empty names."""
+    return None if values is None else tuple(v for v in values if v)
+
+
+def _floats(values):
+    return None if values is None else tuple(float(v) for v in values if v != "")
+
+
 def main(argv):
     del argv
     if not FLAGS.data or not FLAGS.outdir:
@@ -373,9 +400,9 @@ def main(argv):
             stage_epochs=[int(e) for e in FLAGS.stage_epochs], steps_per_epoch=FLAGS.steps_per_epoch,
             batch_size=FLAGS.batch_size, max_lr=FLAGS.lr, schedule=FLAGS.schedule,
             weight_decay=FLAGS.weight_decay, holdout=FLAGS.holdout, seed=FLAGS.seed,
-            vgg_weights=None if FLAGS.vgg_weights.lower() == "none" else FLAGS.vgg_weights,
-            loss_layers=FLAGS.loss_layers, loss_weights=[float(w) for w in FLAGS.loss_weights],
-            gram_weights=[float(w) for w in FLAGS.gram_weights], pixel_weight=FLAGS.pixel_weight,
+            backbone=FLAGS.backbone, backbone_weights=FLAGS.backbone_weights,
+            loss_layers=_names(FLAGS.loss_layers), loss_weights=_floats(FLAGS.loss_weights),
+            gram_weights=_floats(FLAGS.gram_weights), pixel_weight=FLAGS.pixel_weight,
             degradation=degradation, mixed_precision=FLAGS.mixed_precision,
             strategy=FLAGS.strategy, resume=FLAGS.resume, val_max_side=FLAGS.val_max_side)
     except (SuperResError, ValueError) as error:

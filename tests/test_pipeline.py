@@ -350,7 +350,7 @@ def test_all_stages_produce_every_artefact(tiny_run):
     for scores in metrics["protocols"].values():
         assert 10 < scores["model_psnr"] < 60 and 10 < scores["bicubic_psnr"] < 60
     assert summary["gan"]["snapshot"] == ws.rel(snapshot) and len(summary["pairs"]) == 3
-    assert any("RANDOM" in w["message"] for w in summary["warnings"])   # vgg_weights='none'
+    assert any("RANDOM" in w["message"] for w in summary["warnings"])   # sr_backbone="random"
     page = open(ws.path("report.html")).read()
     assert page.count("data:image/png;base64,") == 2 * 3 + 2 * 3  # figure + zoomed crops
     scores = metrics["protocols"]["bicubic downscale only (BI)"]

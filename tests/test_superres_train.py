@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from superres_tf import vgg
+from superres_tf import features
 from superres_tf.errors import ConfigError
-from superres_tf.train import WARNING_FILE, OneCycle, run_training
+from superres_tf.train import WARNING_FILE, OneCycle, features_source, run_training
 
 TINY = dict(scale=2, width=4, depth=1, convs=1, crops=(16, 24), stage_epochs=(1, 1), steps_per_epoch=2,
             batch_size=2, holdout=0.25, val_max_side=32, loss_layers=("block1_conv2",),
@@ -33,18 +33,20 @@ def photos(tmp_path):
 @pytest.fixture()
 def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(vgg, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(features, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
 
 
 def test_training_writes_model_config_warning_and_resumes(photos, tmp_path, offline, caplog):
     outdir = str(tmp_path / "run")
-    result = run_training(photos, outdir, vgg_weights="imagenet", **TINY)
+    result = run_training(photos, outdir, backbone="vgg16", **TINY)
     assert result["weights_source"].startswith("RANDOM")
     with open(os.path.join(outdir, WARNING_FILE)) as handle:
         assert "RANDOM" in handle.read()
     with open(result["config"]) as handle:
         config = json.load(handle)
-    assert config["vgg_weights_source"].startswith("RANDOM")
+    assert config["features_source"].startswith("RANDOM") and not config["features"]["pretrained"]
+    assert features_source(config) == config["features_source"]
+    assert features_source({"vgg_weights_source": "RANDOM (seed 0)"}).startswith("RANDOM")  # old configs
     assert len(config["heldout_files"]) == 1 and "broken.jpg" not in config["train_files"]
     assert result["epochs_done"] == 2 and set(result["metrics"]) >= {"heldout_psnr_y", "bicubic_psnr_y"}
     model = keras.saving.load_model(result["model"])
@@ -52,10 +54,10 @@ def test_training_writes_model_config_warning_and_resumes(photos, tmp_path, offl
     assert os.listdir(os.path.join(outdir, "tensorboard", "heldout"))
 
     with pytest.raises(ConfigError, match="--resume"):
-        run_training(photos, outdir, vgg_weights=None, **TINY)
+        run_training(photos, outdir, backbone="random", **TINY)
     longer = {**TINY, "stage_epochs": (1, 2)}
     with caplog.at_level("INFO"):
-        result = run_training(photos, outdir, vgg_weights="imagenet", resume=True, **longer)
+        result = run_training(photos, outdir, backbone="vgg16", resume=True, **longer)
     assert "2 epochs done, optimizer step 4" in caplog.text
     assert result["epochs_done"] == 3
     with open(os.path.join(outdir, "checkpoint", "state.json")) as handle:
@@ -91,8 +93,20 @@ def test_cli_reports_an_unwritable_outdir_in_one_line(tmp_path):
 
 
 def test_mixed_precision_run_exports_a_float32_model_and_restores_the_policy(photos, tmp_path):
-    result = run_training(photos, str(tmp_path / "run"), vgg_weights=None, mixed_precision="bf16",
+    result = run_training(photos, str(tmp_path / "run"), backbone="random", mixed_precision="bf16",
                           **{**TINY, "stage_epochs": (1, 0)})
     assert keras.config.dtype_policy().name == "float32"
     model = keras.saving.load_model(result["model"])
     assert all(w.dtype == "float32" for w in model.weights)
+
+
+def test_an_edsr_with_a_pixel_only_loss_trains_from_scaled_photos(photos, tmp_path):
+    tiny = {**TINY, "loss_layers": (), "loss_weights": None, "gram_weights": None, "stage_epochs": (1, 0)}
+    result = run_training(photos, str(tmp_path / "run"), arch="edsr", blocks=1, backbone="random",
+                          photo_scales=(1.0, 0.5), **tiny)
+    with open(result["config"]) as handle:
+        config = json.load(handle)
+    assert config["arch"] == {"type": "edsr", "scale": 2, "width": 4, "blocks": 1, "output": "luma"}
+    assert config["loss"]["layers"] == [] and config["photo_scales"] == [1.0, 0.5]
+    model = keras.saving.load_model(result["model"])
+    assert tuple(model(np.zeros((1, 5, 7, 3), np.float32)).shape) == (1, 10, 14, 3)
