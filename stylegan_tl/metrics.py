@@ -289,20 +289,24 @@ class Evaluator:
         return self._real
 
     def evaluate(self, Gs):
-        """{recorded name: value} for every metric, and {recorded name: details} (features, counts, time)."""
+        """{recorded name: value} for every metric, and {recorded name: details} (features, counts, and
+        the seconds of its pass over the fakes -- shared by the metrics of one count -- plus its own)."""
         real = self.real_stats()
         values, details = {}, {}
-        fakes_by_count = {}
+        fakes, fake_seconds = {}, {}   # per count: one pass over the fakes serves every metric of that count
         for metric in self.metrics:
+            count = metric.num_fakes
+            if count not in fakes:
+                started = time.time()
+                fakes[count] = statistics(fake_images(Gs, count, self.batch_size, self.seed, self.noise_mode),
+                                          self.features, self.seed)
+                fake_seconds[count] = time.time() - started
             started = time.time()
-            if metric.num_fakes not in fakes_by_count:
-                fakes_by_count[metric.num_fakes] = statistics(
-                    fake_images(Gs, metric.num_fakes, self.batch_size, self.seed, self.noise_mode), self.features,
-                    self.seed)
             name = metric.name(self.features)
-            values[name] = metric_value(metric.kind, fakes_by_count[metric.num_fakes], real, self.seed)
-            details[name] = dict(features=f"{self.features.name}: {self.features.source}", num_fakes=metric.num_fakes,
-                                 num_reals=real.count, noise_mode=self.noise_mode, total_time=time.time() - started)
+            values[name] = metric_value(metric.kind, fakes[count], real, self.seed)
+            details[name] = dict(features=f"{self.features.name}: {self.features.source}", num_fakes=count,
+                                 num_reals=real.count, noise_mode=self.noise_mode,
+                                 total_time=fake_seconds[count] + time.time() - started)
         return values, details
 
 
