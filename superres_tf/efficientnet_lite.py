@@ -98,6 +98,19 @@ def _conv_bn_pairs():
     return pairs
 
 
+def _kernel_shapes():
+    """Keras conv layer name -> the PyTorch kernel shape [out, in / groups, kh, kw] it expects."""
+    specs = block_specs()
+    shapes = {"stem_conv": (STEM_CHANNELS, 3, 3, 3), "head_conv": (HEAD_CHANNELS, specs[-1][1], 1, 1)}
+    for i, (channels, out, kernel, _, expansion) in enumerate(specs):
+        wide = channels * expansion
+        if expansion != 1:
+            shapes[f"block{i}_expand_conv"] = (wide, channels, 1, 1)
+        shapes[f"block{i}_dwconv"] = (wide, 1, kernel, kernel)
+        shapes[f"block{i}_project_conv"] = (out, wide, 1, 1)
+    return shapes
+
+
 def keras_weights(state, where):
     """State dict (name -> array, PyTorch layouts) -> {Keras layer name: [kernel, bias]}.
 
@@ -105,8 +118,7 @@ def keras_weights(state, where):
     bias = beta - mean * scale. Raises WeightsError naming `where` for missing, extra or
     mis-shaped entries.
     """
-    model_shapes = {}
-    used, weights = set(), {}
+    used, weights, shapes = set(), {}, _kernel_shapes()
 
     def take(name, shape):
         if name not in state:
@@ -117,17 +129,8 @@ def keras_weights(state, where):
         used.add(name)
         return value
 
-    specs = block_specs()
-    model_shapes["stem_conv"] = (STEM_CHANNELS, 3, 3, 3)
-    for i, (channels, out, kernel, _, expansion) in enumerate(specs):
-        wide = channels * expansion
-        if expansion != 1:
-            model_shapes[f"block{i}_expand_conv"] = (wide, channels, 1, 1)
-        model_shapes[f"block{i}_dwconv"] = (wide, 1, kernel, kernel)
-        model_shapes[f"block{i}_project_conv"] = (out, wide, 1, 1)
-    model_shapes["head_conv"] = (HEAD_CHANNELS, specs[-1][1], 1, 1)
     for layer, conv, bn, depthwise in _conv_bn_pairs():
-        kernel = take(conv + ".weight", model_shapes[layer])
+        kernel = take(conv + ".weight", shapes[layer])
         count = (kernel.shape[0],)
         gamma, beta = take(bn + ".weight", count), take(bn + ".bias", count)
         mean, var = take(bn + ".running_mean", count), take(bn + ".running_var", count)
