@@ -19,7 +19,7 @@
   the package, else ``'random'`` with a loud warning.
 
 `source` says where the weights came from and starts with 'RANDOM' whenever they are random, so
-that callers record it (training configs, pipeline reports). `load_vgg16` stays for the U-Net's
+that callers record it (training configs, pipeline reports). `load_vgg16` also serves the U-Net's
 optional VGG16 encoder.
 """
 
@@ -38,6 +38,9 @@ from superres_tf.errors import ConfigError, WeightsError
 NAMES = ("auto", "vgg16", "efficientnet_lite0", "random", "random_efficientnet_lite0")
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_TOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+# Where keras.applications.VGG16(weights='imagenet') downloads the no-top weights from, and their md5.
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_FILE
+IMAGENET_MD5 = "6d6bbae143d832006294945121d1f1fc"
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 VGG16_TAPS = ("block2_conv2", "block3_conv3", "block4_conv3")
 LITE0_TAPS = ("block1_expand_relu", "block3_expand_relu", "block5_expand_relu")
@@ -102,11 +105,9 @@ def _download_imagenet():
     A connection to the download host is tried first with a short timeout, so that an offline
     machine fails in seconds instead of hanging.
     """
-    from keras.src.applications import vgg16
-    host = urllib.parse.urlparse(vgg16.WEIGHTS_PATH_NO_TOP).hostname
+    host = urllib.parse.urlparse(IMAGENET_URL).hostname
     socket.create_connection((host, 443), timeout=DOWNLOAD_PROBE_SECONDS).close()
-    return keras.utils.get_file(IMAGENET_FILE, vgg16.WEIGHTS_PATH_NO_TOP, cache_subdir="models",
-                                file_hash="6d6bbae143d832006294945121d1f1fc")
+    return keras.utils.get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5)
 
 
 def _imagenet_vgg16_path():

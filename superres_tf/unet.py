@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from superres_tf.degrade import check_scale
 from superres_tf.errors import ConfigError, WeightsError
-from superres_tf.vgg import CaffePreprocess, load_vgg16
+from superres_tf.features import CaffePreprocess, load_vgg16
 
 # VGG16 layer giving the features at stride 2**level, for the optional encoder.
 VGG_TAPS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")

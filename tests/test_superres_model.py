@@ -68,10 +68,10 @@ def test_bad_configuration_raises_config_error(kwargs):
 
 
 def test_vgg16_encoder_without_imagenet_weights_says_so(monkeypatch, tmp_path):
-    from superres_tf import vgg
+    from superres_tf import features
     from superres_tf.errors import WeightsError
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(vgg, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(features, "_download_imagenet", lambda: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(WeightsError, match="not available offline"):
         build_unet(encoder="vgg16", depth=2, encoder_weights="imagenet")
     model = build_unet(scale=2, width=4, encoder="vgg16", depth=2, encoder_weights=None)
