@@ -96,7 +96,8 @@ _FLAG_KWARGS = frozenset({
     "use_instance_norm", "force_clean_graph", "use_pagan", "use_spectral_norm"})
 _NONE_OK = frozenset({"mapping_fmaps", "label_fmaps", "fmap_const", "dlatent_broadcast", "mbstd_group_size",
                       "conv_clamp", "truncation_psi", "truncation_cutoff", "truncation_psi_val",
-                      "truncation_cutoff_val", "dlatent_avg_beta", "style_mixing_prob", "blur_filter"})
+                      "truncation_cutoff_val", "dlatent_avg_beta", "style_mixing_prob", "blur_filter",
+                      "resample_kernel"})
 KNOWN_KWARGS = (frozenset(_SIZE_KWARGS) | _REAL_KWARGS | frozenset(_CHOICE_KWARGS) | _NAME_KWARGS | _FILTER_KWARGS
                 | _FLAG_KWARGS)
 
