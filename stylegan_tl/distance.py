@@ -19,14 +19,13 @@ per image (differentiable, for use inside ``tf.GradientTape``):
 
 :func:`make_distance` picks the first one available (``kind='auto'``) and says which in ``name``
 and ``source``. ``superres_tf`` is imported lazily, inside :func:`make_distance`, and only for the
-first two kinds.
+first two kinds; TensorFlow when a distance is built.
 """
 
 import importlib.util
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from .errors import StyleGANTLError
 
@@ -38,6 +37,8 @@ LPIPS_PACKAGE_FILE = os.path.join("weights", "v0.1", "vgg.pth")
 
 def _unit_channels(x):
     """Divide each feature vector (last axis) by its length (+1e-10 as LPIPS; finite gradient at 0)."""
+    import tensorflow as tf
+
     return x / (tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True) + 1e-20) + 1e-10)
 
 
@@ -54,6 +55,8 @@ class FeatureDistance:
     """
 
     def __init__(self, name, source, extract, channel_weights, normalize, target):
+        import tensorflow as tf
+
         self.name, self.source, self._extract, self._normalize = name, source, extract, normalize
         target_features = extract(tf.convert_to_tensor(target, tf.float32))
         self._target = [self._prepare(f) for f in target_features]
@@ -65,6 +68,8 @@ class FeatureDistance:
         return _unit_channels(features) if self._normalize else features
 
     def __call__(self, images):
+        import tensorflow as tf
+
         total = 0.0
         for features, target, weights in zip(self._extract(images), self._target, self._weights):
             squared = tf.square(self._prepare(features) - target)

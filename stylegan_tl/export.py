@@ -25,6 +25,7 @@ Python API::
 
 import contextlib
 import os
+import shutil
 
 from absl import app, flags, logging
 
@@ -199,14 +200,17 @@ def export_generator(Gs, outdir):
     signatures = _signatures(Gs)
     root = tf.Module()
     root.generator_variables = list(Gs.vars.values())  # what the signatures capture
-    with _reference_ops():
-        tf.saved_model.save(root, tmp, signatures=signatures)
-    found = custom_ops_in(tmp)
-    if found:
-        raise StyleGANTLError(f"{outdir}: the traced graph uses compiled ops {sorted(found)}; not written")
-    if os.path.isdir(outdir):
-        os.rmdir(outdir)  # empty, checked above
-    os.replace(tmp, outdir)
+    try:
+        with _reference_ops():
+            tf.saved_model.save(root, tmp, signatures=signatures)
+        found = custom_ops_in(tmp)
+        if found:
+            raise StyleGANTLError(f"{outdir}: the traced graph uses compiled ops {sorted(found)}; not written")
+        if os.path.isdir(outdir):
+            os.rmdir(outdir)  # empty, checked above
+        os.replace(tmp, outdir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours; gone already when renamed
     logging.info("wrote SavedModel %s (signatures %s)", outdir, ", ".join(signatures))
     return outdir
 
@@ -232,6 +236,7 @@ def run_from_flags():
         raise StyleGANTLError("--network is required (pickle path, URL or official name)")
     if not FLAGS.outdir:
         raise StyleGANTLError("--outdir is required (a new folder for the SavedModel)")
+    _fresh_outdir(FLAGS.outdir)  # a used folder is refused before the network is loaded
     export_generator(_load_generator(FLAGS.network), FLAGS.outdir)
     return [f"wrote SavedModel {FLAGS.outdir} (signatures: generate, mapping, synthesis)"]
 

@@ -350,7 +350,7 @@ def _progress_printer(every):
 
 def run_from_flags():
     """Load, project, write; returns the lines to print."""
-    from .dataset import load_image
+    from .dataset import load_image, open_image
     from .generate import _load_generator
 
     for name, what in (("network", "pickle path, URL or official name"), ("target", "a photo"),
@@ -359,6 +359,7 @@ def run_from_flags():
             raise StyleGANTLError(f"--{name} is required ({what})")
     if not os.path.isfile(FLAGS.target):
         raise StyleGANTLError(f"{FLAGS.target}: no such file")
+    open_image(FLAGS.target)[0].close()  # an unreadable photo is refused before the network is loaded
     Gs = _load_generator(FLAGS.network)
     channels, resolution = Gs.output_shape[1], Gs.output_shape[2]
     try:

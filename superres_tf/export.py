@@ -21,6 +21,7 @@ Python API::
 """
 
 import os
+import shutil
 import sys
 
 from absl import app, flags
@@ -58,6 +59,22 @@ def export_sr_model(model, outdir):
     """
     import tensorflow as tf
 
+    tmp = _temporary_folder(outdir)
+    root = tf.Module()
+    root.model = model
+    enhance = enhance_function(model)
+    try:
+        tf.saved_model.save(root, tmp, signatures={"enhance": enhance.get_concrete_function()})
+        if os.path.isdir(outdir):
+            os.rmdir(outdir)  # empty, checked above
+        os.replace(tmp, outdir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours; gone already when renamed
+    return outdir
+
+
+def _temporary_folder(outdir):
+    """Refuse an existing non-empty ``outdir`` (ConfigError); the temporary folder to save into."""
     if os.path.exists(outdir) and (not os.path.isdir(outdir) or os.listdir(outdir)):
         raise ConfigError(f"{outdir}: already exists and is not an empty folder (choose a new --outdir)")
     parent = os.path.dirname(os.path.abspath(outdir))
@@ -65,15 +82,7 @@ def export_sr_model(model, outdir):
         os.makedirs(parent, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"{outdir}: cannot create the output folder ({error.strerror})") from None
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(outdir))}.tmp{os.getpid()}")
-    root = tf.Module()
-    root.model = model
-    enhance = enhance_function(model)
-    tf.saved_model.save(root, tmp, signatures={"enhance": enhance.get_concrete_function()})
-    if os.path.isdir(outdir):
-        os.rmdir(outdir)  # empty, checked above
-    os.replace(tmp, outdir)
-    return outdir
+    return os.path.join(parent, f".{os.path.basename(os.path.abspath(outdir))}.tmp{os.getpid()}")
 
 
 FLAGS = flags.FLAGS
@@ -81,9 +90,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Command-line flags (defined only when run as a script, so importing adds none)."""
-    from superres_tf.enhance import DEFAULT_MODEL
-
-    flags.DEFINE_string("model", DEFAULT_MODEL, "Model (.keras); default: the embedded x4 model.")
+    flags.DEFINE_string("model", None, "Model (.keras); default: the embedded x4 model.")
     flags.DEFINE_string("outdir", None, "New folder for the SavedModel.")
 
 
@@ -95,9 +102,11 @@ def main(argv):
         print("error: --outdir is required (a new folder for the SavedModel)", file=sys.stderr)
         sys.exit(2)
     try:
+        _temporary_folder(FLAGS.outdir)  # a used folder is refused before TensorFlow starts
+        from superres_tf.enhance import DEFAULT_MODEL
         from superres_tf.unet import load_model
 
-        export_sr_model(load_model(FLAGS.model), FLAGS.outdir)
+        export_sr_model(load_model(FLAGS.model or DEFAULT_MODEL), FLAGS.outdir)
     except SuperResError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -192,7 +192,7 @@ def test_cli_writes_nvidias_files_a_record_and_a_gif(tmp_path):
         assert gif.size == (32, 16) and gif.n_frames == 13
 
 
-def test_cli_bad_inputs_are_one_lineerror_lines(tmp_path):
+def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     pkl = str(FIXTURES / "C_v2_orig_orig_r16" / "network.pkl")
     missing = run_module("stylegan_tl.project", f"--network={pkl}", f"--target={tmp_path / 'none.jpg'}", f"--outdir={tmp_path / 'o'}")
     assert missing.returncode == 2 and error_lines(missing) == [f"error: {tmp_path / 'none.jpg'}: no such file"]

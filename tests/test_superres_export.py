@@ -53,7 +53,7 @@ def test_cli_exports_the_default_model_and_refuses_a_used_folder(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["sr"]  # no temporary folder left behind
 
 
-def test_cli_bad_model_and_missing_outdir_are_one_lineerror_lines(tmp_path):
+def test_cli_bad_model_and_missing_outdir_are_one_line_errors(tmp_path):
     missing = run_module("superres_tf.export", f"--model={tmp_path / 'none.keras'}", f"--outdir={tmp_path / 'out'}")
     assert missing.returncode == 2
     assert error_lines(missing) == [f"error: {tmp_path / 'none.keras'}: model file not found"]
