@@ -116,7 +116,9 @@ def _rebuild_tensor(args):
     strides = _int_tuple(strides, "tensor strides", MAX_DIMS)
     if len(strides) != len(shape) or type(requires_grad) is not bool:
         raise _Refused("_rebuild_tensor_v2: shape and strides differ in length, or requires_grad is not a bool")
-    if type(hooks) is not collections.OrderedDict or hooks or (len(args) == 7 and type(args[6]) is not dict):
+    # Backward hooks: an empty OrderedDict, or None in files of older PyTorch versions.
+    if (hooks is not None and (type(hooks) is not collections.OrderedDict or hooks)) or \
+            (len(args) == 7 and type(args[6]) is not dict):
         raise _Refused("_rebuild_tensor_v2: tensors with backward hooks or non-dict metadata are refused")
     numel = math.prod(shape)
     last = offset + sum((n - 1) * s for n, s in zip(shape, strides)) if numel else offset
@@ -134,13 +136,22 @@ def _rebuild_parameter(args):
     return args[0]
 
 
+def _ordered_dict(args):
+    """``OrderedDict()`` or, as older PyTorch versions pickled it, ``OrderedDict([[key, value], ...])``
+    with string keys (the values are checked later, with the rest of the state dict)."""
+    if args == ():
+        return collections.OrderedDict()
+    if not (type(args) is tuple and len(args) == 1 and type(args[0]) is list and all(
+            type(item) in (list, tuple) and len(item) == 2 and type(item[0]) is str for item in args[0])):
+        raise _Refused("OrderedDict called with arguments other than a list of (name, value) pairs")
+    return collections.OrderedDict((key, value) for key, value in args[0])
+
+
 def _reduce(func, args):
     if not isinstance(func, _Global):
         raise _Refused(f"REDUCE on a {type(func).__name__}, not an allowed global")
     if func.name == "OrderedDict":
-        if args != ():
-            raise _Refused("OrderedDict called with arguments")
-        return collections.OrderedDict()
+        return _ordered_dict(args)
     if func.name == "_rebuild_tensor_v2":
         return _rebuild_tensor(args)
     if func.name == "_rebuild_parameter":
@@ -415,6 +426,9 @@ _OPCODES = {
     b"J": _Pickle.op_int, b"K": _Pickle.op_int1, b"M": _Pickle.op_int2,
     b"\x8a": _Pickle.op_long1, b"\x8b": _Pickle.op_long4, b"G": _Pickle.op_float,
     b"X": lambda p: p.op_unicode("<I"), b"\x8c": lambda p: p.op_unicode("<B"),
+    # Python 2's byte strings (files saved by PyTorch under Python 2, e.g. lpips' weights), read
+    # as UTF-8 text as torch.load does by default.
+    b"U": lambda p: p.op_unicode("<B"), b"T": lambda p: p.op_unicode("<I"),
     b"}": _Pickle.op_empty_dict, b"]": _Pickle.op_empty_list, b"d": _Pickle.op_dict,
     b"l": _Pickle.op_list, b")": lambda p: p.stack.append(()),
     b"t": _Pickle.op_tuple, b"\x85": lambda p: p.op_tuple(1), b"\x86": lambda p: p.op_tuple(2),

@@ -356,3 +356,38 @@ def test_corrupted_bytes_give_only_weights_errors(tmp_path):
                 assert "\n" not in str(e) and str(path) in str(e)
                 outcomes["refused"] += 1
     assert outcomes["refused"] > 50
+
+
+def _as_python2_strings(data):
+    """The same pickle with every short text string as SHORT_BINSTRING ('U'), as Python 2 wrote it."""
+    import pickletools
+    out, ops = [], list(pickletools.genops(data))
+    for (op, arg, pos), following in zip(ops, [p for _, _, p in ops[1:]] + [len(data)]):
+        if op.name == "BINUNICODE" and len(arg.encode()) < 256:
+            out.append(b"U" + bytes([len(arg.encode())]) + arg.encode())
+        else:
+            out.append(data[pos:following])
+    return b"".join(out)
+
+
+def test_files_saved_by_old_pytorch_under_python_2_are_read(tmp_path):
+    """lpips' weights: byte strings, ``OrderedDict([[name, tensor], ...])``, hooks ``None``."""
+    weight = np.arange(6, dtype=np.float32).reshape(1, 6, 1, 1)
+    tensor = Tensor(Storage(weight), 0, weight.shape, (6, 1, 1, 1))
+    tensor.args = tensor.args[:5] + (None,)
+    data, storages = dumps(Call(collections.OrderedDict, [["lin0.model.1.weight", tensor]]), legacy=True)
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    parts = [pickle.dumps(LEGACY_MAGIC, 2), pickle.dumps(1001, 2), _as_python2_strings(pickle.dumps(sys_info, 2)),
+             _as_python2_strings(data), _as_python2_strings(pickle.dumps([s.key for s in storages], 2)),
+             struct.pack("<q", weight.size), storages[0].raw]
+    assert b"U\x13lin0.model.1.weight" in parts[3]
+    path = tmp_path / "vgg.pth"
+    path.write_bytes(b"".join(parts))
+    np.testing.assert_array_equal(read_state_dict(path)["lin0.model.1.weight"], weight)
+
+
+def test_an_ordered_dict_called_with_anything_but_name_value_pairs_is_refused(tmp_path):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(zip_bytes(Call(collections.OrderedDict, [[1, 2, 3]])))
+    with pytest.raises(WeightsError, match="OrderedDict called with arguments"):
+        read_state_dict(path)
