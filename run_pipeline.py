@@ -3,7 +3,7 @@
     python run_pipeline.py --stage=all                       # embedded demo, offline, CPU
     python run_pipeline.py --stage=all --preset=paper --data_dir=$HOME/photos --work_dir=runs/mine
 
-Stages (in order): prepare, finetune, generate, sr_data, sr_train, enhance, report. Each stage
+Stages (in order): prepare, finetune, generate, transfer, sr_data, sr_train, enhance, report. Each stage
 records its settings, inputs and outputs in ``<work_dir>/stages/<stage>.json``; a re-run skips the
 stages that are up to date, ``--force`` redoes them, and an interrupted stage resumes. See
 docs/pipeline.md.
@@ -22,7 +22,10 @@ flags.DEFINE_enum("preset", "demo", tuple(PRESETS),
                   "demo: embedded photos, small net, CPU, <15 min. paper: the article on a GPU. "
                   "test: a tiny run for the test suite.")
 flags.DEFINE_string("work_dir", None, "Output folder (default runs/<preset>).")
-flags.DEFINE_string("data_dir", None, "Folder of photos (default for demo: data/samples/landscapes).")
+flags.DEFINE_string("data_dir", None, "Folder of photos to fine-tune on (demo default: "
+                    "data/samples/landscapes/sky-and-water).")
+flags.DEFINE_string("start_photos", None, "Folder of the photos the starting network was trained on, for "
+                    "the nearest-photo figure (demo default: data/samples/landscapes; unknown for others).")
 flags.DEFINE_bool("force", False, "Redo the selected stage(s) even when up to date.")
 flags.DEFINE_integer("seed", None, "Seed of training, splits and degradations.")
 # GAN fine-tuning
@@ -58,7 +61,7 @@ flags.DEFINE_integer("tile", None, "Enhance tile size, px (input side).")
 flags.DEFINE_integer("overlap", None, "Enhance tile overlap, px.")
 
 FLAGS = flags.FLAGS
-_PASSED_THROUGH = ("work_dir", "data_dir", "seed", "resume_pkl", "resolution", "fmap_max", "kimg",
+_PASSED_THROUGH = ("work_dir", "data_dir", "start_photos", "seed", "resume_pkl", "resolution", "fmap_max", "kimg",
                    "batch", "gamma", "aug", "mirror", "freezed", "snap", "truncation_psi",
                    "sr_scale", "sr_model", "sr_steps", "sr_batch", "sr_backbone", "heldout",
                    "tile", "overlap")
@@ -73,7 +76,7 @@ def config_from_flags():
     for name in ("sr_crops", "sr_epochs"):
         if FLAGS[name].value is not None:
             overrides[name] = parse_int_list(name, FLAGS[name].value)
-    for name in ("data_dir", "resume_pkl", "sr_model", "sr_backbone"):
+    for name in ("data_dir", "start_photos", "resume_pkl", "sr_model", "sr_backbone"):
         value = overrides[name]
         if value and os.path.exists(os.path.expanduser(value)):
             overrides[name] = os.path.abspath(os.path.expanduser(value))

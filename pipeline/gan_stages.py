@@ -144,24 +144,35 @@ FINETUNE = Stage(
     run=_finetune, resume_ignores=_GAN_RESUME_IGNORES)
 
 # ---------------------------------------------------------------------------------------------
-# generate: stylegan_tl.generate.generate_images from the last snapshot's Gs
+# generate: stylegan_tl.generate.generate_images from the last snapshot's Gs, and from the
+# starting network's Gs with the same seeds (the "before" of the transfer)
 
 
-def _generate(cfg, ws, resume):
-    from stylegan_tl import load_network_pkl
+def _sample(gs, cfg, out: OutputDir) -> list:
+    """Samples of ``cfg.seeds`` from ``gs`` into ``out`` (only this stage's files are replaced)."""
     from stylegan_tl.generate import generate_images
-    _, _, gs = load_network_pkl(ws.require("finetune", "snapshot"))
-    out = OutputDir(ws.path("samples"), ws.root)
     with out.staging() as staging:
         made = generate_images(gs, cfg.seeds, truncation_psi=cfg.truncation_psi,
                                noise_mode="const", outdir=staging)
         paths = out.move_in(made)
         out.clear(keep=[os.path.basename(p) for p in made])  # samples of seeds no longer asked for
-    return StageResult({"samples": out.path}, {"images": sorted(ws.rel(p) for p in paths)})
+    return paths
+
+
+def _generate(cfg, ws, resume):
+    from stylegan_tl import load_network_pkl
+    paths = _sample(load_network_pkl(ws.require("finetune", "snapshot"))[2], cfg,
+                    OutputDir(ws.path("samples"), ws.root))
+    outputs = {"samples": ws.path("samples")}
+    start = starting_pickle(cfg)
+    if start:
+        _sample(load_network_pkl(start)[2], cfg, OutputDir(ws.path("samples_start"), ws.root))
+        outputs["samples_start"] = ws.path("samples_start")
+    return StageResult(outputs, {"images": sorted(ws.rel(p) for p in paths)})
 
 
 GENERATE = Stage(
     "generate",
     params=lambda cfg: {"seeds": cfg.seeds, "truncation_psi": cfg.truncation_psi},
-    inputs=lambda cfg, ws: {"snapshot": ws.require("finetune", "snapshot")},
+    inputs=lambda cfg, ws: {"snapshot": ws.require("finetune", "snapshot"), "start_pkl": starting_pickle(cfg)},
     run=_generate)

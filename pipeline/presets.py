@@ -1,8 +1,10 @@
 """Pipeline settings: the ``demo``, ``paper`` and ``test`` presets and the flag overrides.
 
-``demo`` (default) runs offline on a 2-core CPU in under 15 minutes: the embedded photos, a small
-StyleGAN2 at 64 px (from the starting pickle shipped in ``data/models/`` when there is one, else
-from scratch), and the embedded x4 super-resolution model. ``paper`` is the article's setting on a
+``demo`` (default) runs offline on a 2-core CPU in under 15 minutes and shows transfer learning:
+the small 64 px StyleGAN2 shipped in ``data/models/`` (trained on all the embedded photos) is
+fine-tuned on a visibly different subset of them, ``data/samples/landscapes/sky-and-water/``;
+the report compares its samples before and after, then sharpens them with the embedded x4
+super-resolution model. ``paper`` is the article's setting on a
 GPU box: ``stylegan2-church-config-f`` at 256 px fine-tuned with ADA on the user's photos, then a
 x4 U-Net trained with the ImageNet VGG16 perceptual loss. ``test`` is a seconds-long tiny run for
 the test suite.
@@ -17,6 +19,7 @@ from pipeline import PipelineError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED_PHOTOS = os.path.join(REPO_ROOT, "data", "samples", "landscapes")
+DEMO_PHOTOS = os.path.join(EMBEDDED_PHOTOS, "sky-and-water")  # the demo's fine-tuning photos
 SHIPPED_MODELS = os.path.join(REPO_ROOT, "data", "models")
 # Special values of --resume_pkl and --sr_model.
 AUTO = "auto"          # resume_pkl: the pickle shipped in data/models/ if any, else from scratch
@@ -32,6 +35,8 @@ class Config:
     preset: str = "demo"
     work_dir: str = "runs/demo"
     data_dir: Optional[str] = None      # photo folder; None means "the preset has none: required"
+    start_photos: Optional[str] = None  # the photos the starting network was trained on, if known
+                                        # (the transfer figures' nearest-photo search includes them)
     seed: int = 0
     # GAN fine-tuning (stylegan_tl.train.run_training)
     resume_pkl: str = AUTO              # path, URL, official name, 'auto' or 'none'
@@ -63,7 +68,7 @@ class Config:
 
 
 PRESETS = {
-    "demo": dict(data_dir=EMBEDDED_PHOTOS),  # the Config defaults are the demo
+    "demo": dict(data_dir=DEMO_PHOTOS, start_photos=EMBEDDED_PHOTOS),  # the other defaults are the demo's
     "paper": dict(
         work_dir="runs/paper", resume_pkl="stylegan2-church-config-f", resolution=256, kimg=200.0,
         batch=32, gamma=100.0, aug="ada", snap=10, seeds=list(range(16)), sr_model=TRAIN,
@@ -101,6 +106,8 @@ def make_config(preset: str, **overrides) -> Config:
         raise PipelineError(f"--data_dir is required with --preset={preset} (a folder of photos)")
     if cfg.resume_pkl == AUTO:
         cfg.resume_pkl = shipped_starting_pickle() or SCRATCH
+    elif overrides.get("start_photos") is None and cfg.resume_pkl != shipped_starting_pickle():
+        cfg.start_photos = None  # another starting network: its training photos are unknown
     return cfg
 
 

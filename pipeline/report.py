@@ -18,6 +18,7 @@ from typing import Dict, List, Tuple
 from PIL import Image
 
 from pipeline.records import format_seconds
+from pipeline.transfer import centre_square
 
 Series = List[Tuple[float, float]]
 _STYLE = """
@@ -133,21 +134,30 @@ def _load(path: str) -> Image.Image:
         return image.convert("RGB")
 
 
-def _figure(pairs: List[Tuple[str, str]], per_row: int = 8) -> str:
-    """The article's figure: samples above their enhanced versions (``per_row`` columns), then
-    zoomed crops of the first four side by side."""
+def _figure(pairs: List[Tuple[str, str]], starts: List[str] = (), per_row: int = 8) -> str:
+    """The article's figure: (the starting network's samples of the same seeds,) the fine-tuned
+    samples, and their enhanced versions (``per_row`` columns), then zoomed crops of the first
+    four side by side."""
     samples = [_load(s) for s, _ in pairs]
     enhanced = [_load(e) for _, e in pairs]
-    out = ['<h2>GAN samples before and after super-resolution</h2>',
-           f'<p>Top: GAN samples ({samples[0].size[0]} px, shown enlarged with nearest neighbour). '
-           f'Bottom: the same samples after super-resolution ({enhanced[0].size[0]} px).</p>']
+    before = [_load(s) for s in starts] if len(starts) == len(pairs) else []
+    rows = ([("before fine-tuning", before, True)] if before else []) + [
+        ("fine-tuned" if before else "sample", samples, True), ("enhanced", enhanced, False)]
+    out = ['<h2>GAN samples before and after fine-tuning and super-resolution</h2>' if before else
+           '<h2>GAN samples before and after super-resolution</h2>',
+           '<p>' + (f'Top: the starting network\'s samples ({samples[0].size[0]} px). Middle: the fine-tuned '
+                    'network\'s samples of the same seeds. ' if before else
+                    f'Top: GAN samples ({samples[0].size[0]} px). ')
+           + 'Samples are shown enlarged with nearest neighbour. '
+           f'Bottom: the fine-tuned samples after super-resolution ({enhanced[0].size[0]} px).</p>']
     columns = min(per_row, len(pairs))
     for start in range(0, len(pairs), per_row):
         chunk = range(start, min(start + per_row, len(pairs)))
         out.append(f'<div style="display:grid;grid-template-columns:repeat({columns},'
                    'minmax(0,256px));gap:6px;margin-bottom:16px">')
-        out += [_img(samples[i], os.path.basename(pairs[i][0]), pixelated=True) for i in chunk]
-        out += [_img(enhanced[i], os.path.basename(pairs[i][1])) for i in chunk]
+        for label, images, pixelated in rows:
+            out += [_img(images[i], f"{os.path.basename(pairs[i][0])} {label}", pixelated=pixelated)
+                    for i in chunk]
         out.append("</div>")
     out.append('<h2>Zoomed crops (centre quarter)</h2><div class="row">')
     for (path, _), sample, enh in list(zip(pairs, samples, enhanced))[:4]:
@@ -196,6 +206,36 @@ def _gan_metrics_section(metrics: dict) -> str:
             + _table(rows, ("metric", "value", "snapshot", "fakes", "reals", "features")))
 
 
+def _transfer_section(transfer: dict, resolve) -> str:
+    """The transfer stage's numbers and each fine-tuned sample beside its nearest training photo."""
+    if not transfer or "distance" not in transfer:
+        return ""
+    d = transfer["distance"]
+    rows = [("mean distance to the nearest fine-tuning photo", f"{d['start']:.3f}", f"{d['finetuned']:.3f}")]
+    if "share" in transfer:
+        rows.append(("samples whose nearest photo is a fine-tuning photo",
+                     f"{transfer['share']['start']:.0%}", f"{transfer['share']['finetuned']:.0%}"))
+    out = ["<h2>Did fine-tuning move the network toward the photos?</h2>",
+           f"<p>Cosine distances between pooled ImageNet features ({html.escape(transfer['backbone'])}, "
+           f"{html.escape(transfer['features'])}) of samples and photos, both at the GAN resolution. "
+           f"{transfer['num_finetune_photos']} fine-tuning photos"
+           + (f", {transfer['num_start_photos']} other photos the starting network was trained on"
+              if transfer["num_start_photos"]
+              else "") + ".</p>",
+           _table(rows, ("", "starting network", "fine-tuned")),
+           "<h3>Each fine-tuned sample beside its nearest training photo</h3>"
+           "<p>Generated images, not copies: compare each sample (left) with the closest photo the "
+           "network was trained on (right), in the same features.</p><div class='row'>"]
+    for item in transfer["nearest"]:
+        sample, photo = _load(resolve(item["sample"])), centre_square(_load(resolve(item["photo"])))
+        out.append('<div class="row" style="margin-right:14px">'
+                   + _img(sample, os.path.basename(item["sample"]), pixelated=True, width=128)
+                   + _img(photo, f"{os.path.basename(item['photo'])} ({item['distance']:.3f})", pixelated=True,
+                          width=128) + "</div>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
 def _curves_section(curves: Dict[str, Dict[str, Series]]) -> str:
     out = ["<h2>Training curves</h2>"]
     for run, scalars in curves.items():
@@ -226,14 +266,16 @@ def _run_line(summary: dict) -> str:
             f"super-resolution x{cfg.get('sr_scale')} with <code>{html.escape(sr)}</code>.</p>")
 
 
-def render_html(summary: dict, pairs: List[Tuple[str, str]],
-                curves: Dict[str, Dict[str, Series]]) -> str:
-    """The report page for ``summary`` (see ``build_summary``), sample/enhanced ``pairs``, ``curves``."""
+def render_html(summary: dict, pairs: List[Tuple[str, str]], curves: Dict[str, Dict[str, Series]],
+                starts: List[str] = (), resolve=os.path.abspath) -> str:
+    """The report page for ``summary`` (see ``build_summary``), sample/enhanced ``pairs``, ``curves``,
+    the starting network's samples of the same seeds (``starts``); ``resolve`` turns a path of a
+    record into a file path."""
     warnings = summary["warnings"]
     warn = ("<div class='warn'><b>Warnings</b><ul>" + "".join(
         f"<li>[{html.escape(w['stage'])}] {html.escape(w['message'])}</li>" for w in warnings)
         + "</ul></div>") if warnings else "<p>No warnings.</p>"
-    figure = _figure(pairs) if pairs else "<p>No samples.</p>"
+    figure = _figure(pairs, starts) if pairs else "<p>No samples.</p>"
     timings = [(name, s["status"], format_seconds(s["elapsed_sec"]), "yes" if s["resumed"] else "")
                for name, s in summary["stages"].items()]
     settings = [(k, json.dumps(v)) for k, v in sorted(summary["settings"].items())]
@@ -242,7 +284,8 @@ def render_html(summary: dict, pairs: List[Tuple[str, str]],
         f"<title>Pipeline report: {html.escape(summary['settings'].get('preset', ''))}</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>StyleGAN transfer learning + super-resolution: report</h1>",
-        _run_line(summary), warn, figure, _gan_metrics_section(summary["gan"].get("metrics")),
+        _run_line(summary), warn, figure, _transfer_section(summary.get("transfer"), resolve),
+        _gan_metrics_section(summary["gan"].get("metrics")),
         _metrics_section(summary["sr_metrics"]), _curves_section(curves),
         "<h2>Stages</h2>", _table(timings, ("stage", "status", "time", "resumed")),
         "<h2>Settings</h2>", _table(settings, ("setting", "value")),
@@ -253,7 +296,7 @@ def build_summary(settings: dict, records: Dict[str, dict]) -> dict:
     """The numbers of a run (``summary.json``) from its settings and stage records.
 
     Keys: ``settings``, ``stages`` ({name: status, elapsed_sec, resumed}), ``gan`` (the
-    fine-tuning result), ``sr_metrics``, ``sr_model``, ``samples``, ``pairs`` ([sample, enhanced]
+    fine-tuning result), ``transfer`` (pipeline.transfer's result), ``sr_metrics``, ``sr_model``, ``samples``, ``pairs`` ([sample, enhanced]
     paths relative to the work dir), ``warnings`` ([{stage, message}]).
     """
     def get(stage, *keys):
@@ -268,6 +311,7 @@ def build_summary(settings: dict, records: Dict[str, dict]) -> dict:
                           "resumed": bool(r.get("resumed"))}
                    for name, r in records.items() if r},
         "gan": {**get("finetune", "result"), "snapshot": get("finetune", "outputs", "snapshot")},
+        "transfer": get("transfer", "result"),
         "sr_metrics": get("sr_train", "result", "metrics"),
         "sr_model": get("sr_train", "outputs", "model"),
         "samples": get("generate", "result", "images") or [],

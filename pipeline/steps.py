@@ -1,12 +1,14 @@
 """The stage list, the ``report`` stage and :func:`run`, which runs stages in order.
 
 Work-dir layout: ``stages/<stage>.json`` (records), ``prepared/`` (photos at the GAN resolution),
-``finetune/run-<key>/`` (the GAN trainer's outdir), ``samples/``, ``sr_data/`` (held-out split +
+``finetune/run-<key>/`` (the GAN trainer's outdir), ``samples/`` (fine-tuned network),
+``samples_start/`` (starting network, same seeds), ``sr_data/`` (held-out split +
 degraded copies), ``sr_train/run-<key>/`` (the SR trainer's outdir), ``enhanced/``,
 ``report.html``, ``summary.json``.
 """
 
 import dataclasses
+import os
 import sys
 import time
 
@@ -14,11 +16,12 @@ from pipeline import report
 from pipeline.gan_stages import FINETUNE, GENERATE, PREPARE
 from pipeline.records import OutputDir, Stage, StageResult, Workspace, format_seconds, json_bytes, run_stage
 from pipeline.sr_stages import ENHANCE, SR_DATA, SR_TRAIN
+from pipeline.transfer import TRANSFER
 
 # ---------------------------------------------------------------------------------------------
 # report
 
-_REPORTED = ("prepare", "finetune", "generate", "sr_data", "sr_train", "enhance")
+_REPORTED = ("prepare", "finetune", "generate", "transfer", "sr_data", "sr_train", "enhance")
 
 
 def _report(cfg, ws, resume):
@@ -30,7 +33,10 @@ def _report(cfg, ws, resume):
         if log_dir:
             curves[title] = report.read_scalars(log_dir)
     pairs = [(ws.path(s), ws.path(e)) for s, e in summary["pairs"]]
-    page = report.render_html(summary, pairs, curves)
+    start_folder = ws.output("generate", "samples_start")
+    starts = [os.path.join(start_folder, os.path.basename(s)) for s, _ in pairs] if start_folder else []
+    page = report.render_html(summary, pairs, curves, starts=[p for p in starts if os.path.exists(p)],
+                              resolve=ws.path)
     out = OutputDir(ws.root, ws.root)
     return StageResult({"report": out.write("report.html", page.encode("utf-8")),
                         "summary": out.write("summary.json", json_bytes(summary))})
@@ -43,7 +49,7 @@ REPORT = Stage(
     run=_report)
 
 STAGES = {stage.name: stage for stage in
-          (PREPARE, FINETUNE, GENERATE, SR_DATA, SR_TRAIN, ENHANCE, REPORT)}
+          (PREPARE, FINETUNE, GENERATE, TRANSFER, SR_DATA, SR_TRAIN, ENHANCE, REPORT)}
 
 
 def run(cfg, stage: str = "all", force: bool = False, out=sys.stdout) -> dict:

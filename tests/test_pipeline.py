@@ -200,7 +200,9 @@ def test_enhance_keeps_user_files_in_its_folder(tmp_path, monkeypatch):
 
 def test_presets_and_flag_overrides():
     demo = presets.make_config("demo")
-    assert demo.data_dir == presets.EMBEDDED_PHOTOS and demo.sr_model == presets.EMBEDDED
+    assert demo.data_dir == presets.DEMO_PHOTOS and demo.sr_model == presets.EMBEDDED
+    assert demo.start_photos == presets.EMBEDDED_PHOTOS  # what the shipped starting network saw
+    assert presets.make_config("demo", resume_pkl="/elsewhere/net.pkl").start_photos is None
     assert demo.resume_pkl in (presets.SCRATCH, presets.shipped_starting_pickle())
     paper = presets.make_config("paper", data_dir="/photos", kimg=5.0)
     assert (paper.resume_pkl, paper.resolution, paper.kimg) == ("stylegan2-church-config-f", 256, 5.0)
@@ -209,6 +211,29 @@ def test_presets_and_flag_overrides():
     assert presets.parse_seeds("0-2,7") == [0, 1, 2, 7]
     with pytest.raises(PipelineError, match="--seeds=x"):
         presets.parse_seeds("x")
+
+
+class _ColourBackbone:
+    """Stand-in feature network: an image's mean colour is its embedding."""
+    name, source, pretrained = "colour", "test stand-in", True
+
+    def embed(self, images):
+        return np.asarray(images).mean(axis=(1, 2)) + 1e-3
+
+
+def test_transfer_numbers_show_samples_moving_toward_the_fine_tuning_photos():
+    from pipeline.transfer import compare
+
+    def solid(*colours):
+        return np.stack([np.full((8, 8, 3), c, np.uint8) for c in colours])
+    blue, red = (20, 40, 220), (220, 30, 20)
+    tune, others = solid(blue, (30, 60, 200)), solid(red, (200, 180, 20))
+    start, tuned = solid(red, (210, 170, 30), blue), solid(blue, (25, 50, 210), (40, 60, 190))
+    result = compare(_ColourBackbone(), start, tuned, tune, others)
+    assert result["distance"]["finetuned"] < result["distance"]["start"]
+    assert result["share"] == {"start": pytest.approx(1 / 3), "finetuned": 1.0}
+    assert all(n["photo"] < len(tune) for n in result["nearest"])  # indices into tune + others
+    assert "share" not in compare(_ColourBackbone(), start, tuned, tune)
 
 
 def test_svg_chart_draws_a_polyline_scaled_to_the_box():
@@ -331,9 +356,10 @@ def _mtimes(folder):
 @pytest.mark.slow
 def test_all_stages_produce_every_artefact(tiny_run):
     cfg, ws, records, log = tiny_run
-    assert [r["status"] for r in records.values()] == ["complete"] * 7
+    assert [r["status"] for r in records.values()] == ["complete"] * 8
     assert [line.split()[1] for line in log.splitlines() if line.startswith("==>")] == [
-        "[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"]
+        f"[{i}/8]" for i in range(1, 9)]
+    assert records["transfer"]["result"] == {"skipped": "no starting network (trained from scratch)"}
     assert len(_visible(ws.path("prepared"))) == 6
     snapshot = ws.output("finetune", "snapshot")
     assert snapshot.endswith(".pkl") and os.path.getsize(snapshot) > 0
