@@ -21,14 +21,15 @@ def check_photo_folder(data_dir: str) -> str:
     Raises:
       PipelineError: missing, empty, or no image files (one line naming the folder).
     """
-    from stylegan_tl.dataset import IMAGE_EXTENSIONS, list_image_files
+    from stylegan_tl.dataset import list_image_files
+    from superres_tf.images import IMAGE_SUFFIXES
     if not os.path.isdir(data_dir):
         raise PipelineError(f"{data_dir}: --data_dir is not a directory")
     if not os.listdir(data_dir):
         raise PipelineError(f"{data_dir}: --data_dir is empty")
     if not list_image_files(data_dir):
         raise PipelineError(f"{data_dir}: --data_dir has no image files "
-                            f"({' '.join(IMAGE_EXTENSIONS)})")
+                            f"({' '.join(IMAGE_SUFFIXES)})")
     return data_dir
 
 

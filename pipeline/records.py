@@ -28,24 +28,16 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from pipeline import PipelineError
-from stylegan_tl.atomic import atomic_write
-from stylegan_tl.errors import StyleGANTLError
+from superres_tf import files
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` with :func:`stylegan_tl.atomic.atomic_write` (hidden temp file,
+    """Write ``data`` to ``path`` with :func:`superres_tf.files.write_bytes` (hidden temp file,
     fsync, rename; nothing left behind on failure), creating the folder first.
 
     A folder that cannot be created or written (or a full disk) raises PipelineError naming ``path``.
     """
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with atomic_write(path) as f:
-            f.write(data)
-    except OSError as error:
-        raise PipelineError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
-    except StyleGANTLError as error:
-        raise PipelineError(str(error)) from None
+    files.write_bytes(path, data, PipelineError)
 
 
 def json_bytes(obj) -> bytes:

@@ -57,15 +57,15 @@ def _degradation(model_path) -> dict:
 def _split(cfg):
     """(training names, held-out names, where the split comes from)."""
     from superres_tf.dataset import split_files
-    from superres_tf.images import list_images
+    from superres_tf.images import image_name, list_images
     paths = list_images(cfg.data_dir)
-    names = [os.path.basename(p) for p in paths]
+    names = [image_name(p, cfg.data_dir) for p in paths]
     config_path, config = _train_config(given_sr_model(cfg))
     if config and set(names) & set(config.get("train_files", [])):
         held = [n for n in names if n in set(config.get("heldout_files", []))]
         return [n for n in names if n not in held], held, f"held-out files of {config_path}"
     train, held = split_files(paths, holdout=cfg.heldout, seed=cfg.seed)
-    return ([os.path.basename(p) for p in train], [os.path.basename(p) for p in held],
+    return ([image_name(p, cfg.data_dir) for p in train], [image_name(p, cfg.data_dir) for p in held],
             f"split by file ({cfg.heldout:g} held out, seed {cfg.seed})")
 
 

@@ -2,15 +2,14 @@
 
 Two sources are understood:
 
-* an **image folder** (searched recursively; ``.jpg .jpeg .png .webp``). Every file is decoded once
-  with Pillow through :func:`open_image` (regular files of at most ``MAX_FILE_BYTES``, formats in
-  ``ALLOWED_FORMATS`` only, at most ``MAX_PIXELS``; EXIF rotation applied; greyscale, palette,
-  16-bit and CMYK converted to RGB; RGBA
-  composited on black, i.e. transparent areas become black like NVIDIA's letterbox bars), made
-  square by a centre crop (default) or a letterbox on black, and resized to the network resolution
-  with Lanczos. Unreadable files are skipped, counted and named in the log. The decoded array is
-  cached as ``.npy`` in ``cache_dir`` (keyed by file names, sizes, mtimes and the settings), so
-  later runs skip the decoding.
+* an **image folder**: the files and the pixels the project's one image reader gives
+  (:mod:`superres_tf.images`: sub-folders included, its suffixes and format allow-list, size
+  caps, EXIF orientation applied, 16-bit decoded at 16 bits), then here: 16-bit rounded to 8 bits,
+  alpha composited on black (transparent areas become black like NVIDIA's letterbox bars), grey
+  or RGB as the network wants, made square by a centre crop (default) or a letterbox on black, and
+  resized to the network resolution with Lanczos. Unreadable files are skipped, counted and named
+  in the log. The decoded array is cached as ``.npy`` in ``cache_dir`` (keyed by file names, sizes,
+  mtimes and the settings), so later runs skip the decoding.
 * NVIDIA's **multi-resolution TFRecords** directory (``<dir>/<name>-rNN.tfrecords``, one
   ``tf.train.Example`` per image with features ``shape`` = [C, H, W] and ``data`` = CHW uint8 bytes,
   optional ``<name>-rxx.labels`` = float32 ``.npy`` [N, label_size]). :func:`write_tfrecords` writes
@@ -28,22 +27,20 @@ import dataclasses
 import functools
 import glob
 import hashlib
-import io
 import json
 import os
 import re
-import stat
-import warnings
 
 import numpy as np
 from absl import logging
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+from superres_tf import images as image_files
+from superres_tf.errors import ImageReadError
 
 from .atomic import atomic_write
 from .errors import DatasetError, StyleGANTLError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-_CACHE_FORMAT = 2  # bump when the decoding below changes, so old caches are ignored
+_CACHE_FORMAT = 3  # bump when the decoding below changes, so old caches are ignored
 
 
 @dataclasses.dataclass
@@ -83,66 +80,16 @@ class ImageArray:
 
 
 def list_image_files(image_dir: str) -> list:
-    """All image files below ``image_dir`` (recursive), sorted by relative path."""
-    found = []
-    for root, dirs, files in os.walk(image_dir):
-        dirs.sort()
-        found += [os.path.join(root, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(found, key=lambda p: os.path.relpath(p, image_dir))
+    """The image files of ``image_dir`` and its sub-folders, sorted by relative path (the one
+    reader's list: :func:`superres_tf.images.list_images`; a missing folder gives none)."""
+    return image_files.list_images(image_dir) if os.path.isdir(image_dir) else []
 
 
-# The rules of superres_tf.images.open_image, kept identical (the two readers are to be merged).
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-MAX_FILE_BYTES = 512 << 20
-MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (about 9459 x 9459 pixels)
-
-
-def open_image(path):
-    """``(PIL image, file bytes)`` of an image file; the pixels are decoded lazily (``load()``).
-
-    Refused, with a DatasetError naming the file: what is not a regular file (a FIFO, a device),
-    an empty file, more than MAX_FILE_BYTES, a format outside ALLOWED_FORMATS (Pillow otherwise
-    picks the decoder from the content, e.g. Ghostscript for PostScript), more than MAX_PIXELS.
-    """
-    try:
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise DatasetError(f"{path}: not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise DatasetError(f"{path}: too large ({info.st_size} bytes, at most {MAX_FILE_BYTES})")
-            data = handle.read(info.st_size)
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not data:
-        raise DatasetError(f"{path}: empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DatasetError(f"{path}: too many pixels (more than {MAX_PIXELS})") from None
-    except UnidentifiedImageError:
-        raise DatasetError(f"{path}: not a readable image (not a {', '.join(ALLOWED_FORMATS[:-1])} or "
-                           f"{ALLOWED_FORMATS[-1]} file)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise DatasetError(f"{path}: not a readable image ({error})") from None
-    if image.width * image.height > MAX_PIXELS:
-        raise DatasetError(f"{path}: too many pixels ({image.width}x{image.height}, at most {MAX_PIXELS})")
-    return image, data
-
-
-def _to_channels(img: Image.Image, num_channels: int) -> Image.Image:
-    """Any Pillow mode -> 'RGB' (num_channels 3) or 'L' (num_channels 1); alpha composited on black."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(img, dtype=np.float32)  # in place below: 4 bytes per pixel at most
-        if values.max(initial=0) > 255:  # 16-bit (or wider) samples
-            values *= np.float32(255.0 / 65535.0)
-        np.clip(np.rint(values, out=values), 0, 255, out=values)
-        img = Image.fromarray(values.astype(np.uint8), "L")
-    if img.mode == "P" or img.mode == "PA":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "La", "RGBa"):
+def _to_channels(pixels: np.ndarray, num_channels: int) -> Image.Image:
+    """uint8/uint16 HWC (1-4 channels) -> PIL 'RGB' (num_channels 3) or 'L' (1); alpha composited on black."""
+    pixels = image_files.to_uint8(pixels)
+    img = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    if pixels.shape[-1] in (2, 4):
         img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img.convert("RGBA"))
     return img.convert("RGB" if num_channels == 3 else "L")
 
@@ -164,12 +111,12 @@ def fit_square(img: Image.Image, resolution: int, letterbox: bool = False) -> Im
 
 
 def load_image(path: str, resolution: int, letterbox: bool = False, num_channels: int = 3) -> np.ndarray:
-    """Decode one file -> uint8 ``[C, R, R]`` (CHW). Raises DatasetError/OSError/ValueError on a bad file."""
-    with open_image(path)[0] as img:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        img = fit_square(_to_channels(img, num_channels), resolution, letterbox)
-    arr = np.asarray(img, dtype=np.uint8)
+    """Decode one file -> uint8 ``[C, R, R]`` (CHW). Raises DatasetError (one line naming it) on a bad file."""
+    try:
+        img = _to_channels(image_files.read_image(path)[0], num_channels)
+    except ImageReadError as e:
+        raise DatasetError(str(e)) from None
+    arr = np.asarray(fit_square(img, resolution, letterbox), dtype=np.uint8)
     return arr[np.newaxis] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -199,7 +146,7 @@ def _decode_folder(files, image_dir, resolution, letterbox, num_channels):
     for i, path in enumerate(files):
         try:
             images.append(load_image(path, resolution, letterbox, num_channels))
-        except (DatasetError, OSError, ValueError, SyntaxError) as e:
+        except (DatasetError, OSError, ValueError) as e:
             skipped.append(os.path.relpath(path, image_dir))
             logging.warning("skipping unreadable image %s: %s", path, e)
         if (i + 1) % 500 == 0:
@@ -213,7 +160,7 @@ def load_image_folder(image_dir: str, resolution: int, letterbox: bool = False, 
     """Decode an image folder (recursive) into an :class:`ImageArray` (no minimum size check).
 
     Args:
-        image_dir: folder of .jpg/.jpeg/.png/.webp files (sub-folders included).
+        image_dir: folder of images (sub-folders included; see :func:`list_image_files`).
         resolution: side of the square output images.
         letterbox: pad to a square on black instead of centre-cropping.
         num_channels: 3 (RGB) or 1 (greyscale).
@@ -368,9 +315,8 @@ def probe_resolution(data: str) -> int:
         return max(levels)
     for path in list_image_files(data):
         try:
-            with open_image(path)[0] as img:
-                side = min(ImageOps.exif_transpose(img).size)
-        except (DatasetError, OSError, ValueError, SyntaxError):
+            side = min(image_files.upright_size(path))
+        except ImageReadError:
             continue
         return int(min(1024, max(4, 2 ** int(np.floor(np.log2(side))))))
     raise DatasetError(f"{data}: no readable images to take a resolution from")
@@ -444,32 +390,26 @@ def make_tf_dataset(array: ImageArray, global_batch: int, seed: int = 0, mirror:
 # Command line: image folder -> TFRecords.
 
 
-def main(argv):
+def run_from_flags():
     """``python -m stylegan_tl.dataset --source=IMAGES --dest=TFRECORD_DIR --resolution=256``."""
-    import sys
-
     from absl import flags
 
     FLAGS = flags.FLAGS
-    del argv
-    try:
-        array = load_dataset(FLAGS.source, FLAGS.resolution or probe_resolution(FLAGS.source),
-                             FLAGS.letterbox, FLAGS.num_channels)
-        paths = write_tfrecords(FLAGS.dest, array.images,
-                                shuffle_seed=None if FLAGS.shuffle_seed < 0 else FLAGS.shuffle_seed)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {len(array)} images to {len(paths)} files in {FLAGS.dest}")
+    array = load_dataset(FLAGS.source, FLAGS.resolution or probe_resolution(FLAGS.source),
+                         FLAGS.letterbox, FLAGS.num_channels)
+    paths = write_tfrecords(FLAGS.dest, array.images,
+                            shuffle_seed=None if FLAGS.shuffle_seed < 0 else FLAGS.shuffle_seed)
+    return [f"wrote {len(array)} images to {len(paths)} files in {FLAGS.dest}"]
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+    from superres_tf import conventions
 
-    flags.DEFINE_string("source", None, "image folder (recursive)", required=True)
+    flags.DEFINE_string("source", None, "image folder (sub-folders included)", required=True)
     flags.DEFINE_string("dest", None, "output TFRecords directory", required=True)
     flags.DEFINE_integer("resolution", None, "output resolution (default: from the first image)")
     flags.DEFINE_bool("letterbox", False, "letterbox on black instead of centre-cropping")
     flags.DEFINE_integer("num_channels", 3, "3 (RGB) or 1 (greyscale)")
     flags.DEFINE_integer("shuffle_seed", 123, "seed of the record order (-1: keep file order)")
-    app.run(main)
+    conventions.run(run_from_flags)

@@ -1,10 +1,13 @@
 """Project exceptions: one-line messages that name the file and the problem."""
 
+from superres_tf.conventions import ProjectError
 
-class StyleGANTLError(Exception):
+
+class StyleGANTLError(ProjectError):
     """Base class of every error this package raises on purpose.
 
-    Command lines print ``str(error)`` without a traceback and exit non-zero.
+    Command lines print ``error: <message>`` without a traceback and exit 2 (a class that means a
+    failed run rather than bad input sets ``exit_code = 1``).
     """
 
 
@@ -18,3 +21,5 @@ class DatasetError(StyleGANTLError):
 
 class BuildError(StyleGANTLError):
     """A custom op failed to compile or load."""
+
+    exit_code = 1

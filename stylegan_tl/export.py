@@ -25,9 +25,9 @@ Python API::
 
 import contextlib
 import os
-import shutil
 
-from absl import app, flags, logging
+from absl import flags, logging
+from superres_tf import files
 
 from .errors import StyleGANTLError
 from .generate import NOISE_MODES, _NOISE_STRENGTH
@@ -176,18 +176,6 @@ def custom_ops_in(saved_model_dir):
     return found
 
 
-def _fresh_outdir(outdir):
-    """Refuse an existing non-empty ``outdir``; returns the temporary folder to save into."""
-    if os.path.exists(outdir) and (not os.path.isdir(outdir) or os.listdir(outdir)):
-        raise StyleGANTLError(f"{outdir}: already exists and is not an empty folder (choose a new --outdir)")
-    parent = os.path.dirname(os.path.abspath(outdir))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise StyleGANTLError(f"{outdir}: cannot create the output folder ({e.strerror})") from None
-    return os.path.join(parent, f".{os.path.basename(os.path.abspath(outdir))}.tmp{os.getpid()}")
-
-
 def export_generator(Gs, outdir):
     """Write ``Gs`` (a generator ``Network``, any family) as a SavedModel in the new folder ``outdir``.
 
@@ -196,21 +184,16 @@ def export_generator(Gs, outdir):
     """
     import tensorflow as tf
 
-    tmp = _fresh_outdir(outdir)
+    files.check_new_folder(outdir, StyleGANTLError)
     signatures = _signatures(Gs)
     root = tf.Module()
     root.generator_variables = list(Gs.vars.values())  # what the signatures capture
-    try:
+    with files.new_folder(outdir, StyleGANTLError) as tmp:
         with _reference_ops():
             tf.saved_model.save(root, tmp, signatures=signatures)
         found = custom_ops_in(tmp)
         if found:
             raise StyleGANTLError(f"{outdir}: the traced graph uses compiled ops {sorted(found)}; not written")
-        if os.path.isdir(outdir):
-            os.rmdir(outdir)  # empty, checked above
-        os.replace(tmp, outdir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # ours; gone already when renamed
     logging.info("wrote SavedModel %s (signatures %s)", outdir, ", ".join(signatures))
     return outdir
 
@@ -236,13 +219,13 @@ def run_from_flags():
         raise StyleGANTLError("--network is required (pickle path, URL or official name)")
     if not FLAGS.outdir:
         raise StyleGANTLError("--outdir is required (a new folder for the SavedModel)")
-    _fresh_outdir(FLAGS.outdir)  # a used folder is refused before the network is loaded
+    files.check_new_folder(FLAGS.outdir, StyleGANTLError)  # a used folder is refused before the network is loaded
     export_generator(_load_generator(FLAGS.network), FLAGS.outdir)
     return [f"wrote SavedModel {FLAGS.outdir} (signatures: generate, mapping, synthesis)"]
 
 
 if __name__ == "__main__":
-    from . import cli
+    from superres_tf import conventions
 
     define_flags()
-    app.run(lambda argv: cli.run_main(argv, run_from_flags), flags_parser=cli.parse_flags)
+    conventions.run(run_from_flags)

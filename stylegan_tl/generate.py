@@ -17,14 +17,15 @@ Python API::
 """
 
 import contextlib
-import math
 import os
 import re
-import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
+from superres_tf.conventions import StatusLine
+from superres_tf.images import image_grid
 
+from .atomic import atomic_write
 from .errors import StyleGANTLError
 
 NOISE_MODES = ("const", "random", "none")
@@ -69,18 +70,6 @@ def slerp(a, b, t):
     return (np.sin((1.0 - t) * omega) / so) * a + (np.sin(t * omega) / so) * b
 
 
-def image_grid(images, cols=None):
-    """Tile uint8 NHWC images into one [rows*H, cols*W, C] image (blank cells are black)."""
-    n, h, w, c = images.shape
-    cols = cols or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    grid = np.zeros([rows * h, cols * w, c], dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = img
-    return grid
-
-
 def _pil(image):
     """uint8 HWC (C = 1 or 3) -> PIL image."""
     from PIL import Image
@@ -89,19 +78,17 @@ def _pil(image):
 
 
 def save_png(image, path):
-    """Write uint8 HWC ``image`` to ``path`` as PNG atomically (temp name + rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    _pil(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write uint8 HWC ``image`` to ``path`` as PNG atomically (:mod:`stylegan_tl.atomic`)."""
+    with atomic_write(path) as f:
+        _pil(image).save(f, format="PNG")
     return path
 
 
 def save_gif(frames, path, frame_ms=40):
     """Write uint8 HWC frames as a looping GIF atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
     first, *rest = [_pil(f) for f in frames]
-    first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        first.save(f, format="GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
     return path
 
 
@@ -174,14 +161,6 @@ def _trunc_kwargs(truncation_psi, truncation_cutoff):
     return kwargs
 
 
-def _progress(done, total, what):
-    """One line rewritten in place on a terminal; only the final count in a log file."""
-    if sys.stderr.isatty():
-        print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-    elif done == total:
-        print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------------
@@ -208,13 +187,14 @@ def generate_images(Gs, seeds, truncation_psi=None, noise_mode="const", outdir="
     labels = _labels(Gs, class_idx)
     kwargs = _trunc_kwargs(truncation_psi, truncation_cutoff)
     paths, images = [], []
+    progress = StatusLine()
     for i, seed in enumerate(seeds):
         z, overrides = seed_inputs(Gs, seed, noise_mode)
         with temporarily_set(Gs, overrides):
             image = _to_uint8(Gs.run(z, labels, **kwargs))[0]
         images.append(image)
         paths.append(save_png(image, os.path.join(outdir, f"seed{seed:04d}.png")))
-        _progress(i + 1, len(seeds), "images")
+        progress.count(i + 1, len(seeds), "images")
     if grid:
         paths.append(save_png(image_grid(np.stack(images)), os.path.join(outdir, "grid.png")))
     logging.info("wrote %d file(s) to %s", len(paths), outdir)
@@ -278,7 +258,7 @@ def interpolation_gif(Gs, seeds, frames, space="z", truncation_psi=None, noise_m
             else _dlatents(Gs, seeds, labels, kwargs))
     _, overrides = seed_inputs(Gs, seeds[0], noise_mode)
     out = []
-    total = len(seeds) * frames
+    total, progress = len(seeds) * frames, StatusLine()
     with temporarily_set(Gs, overrides):
         for i in range(len(seeds)):
             a, b = keys[i:i + 1], keys[(i + 1) % len(seeds)][np.newaxis]
@@ -289,7 +269,7 @@ def interpolation_gif(Gs, seeds, frames, space="z", truncation_psi=None, noise_m
                 else:
                     images = Gs.components.synthesis.run(a + (b - a) * t, randomize_noise=False)
                 out.append(_to_uint8(images)[0])
-                _progress(len(out), total, "frames")
+                progress.count(len(out), total, "frames")
     path = save_gif(out, os.path.join(outdir, "interpolation.gif"), frame_ms)
     logging.info("wrote %s", path)
     return path
@@ -333,7 +313,7 @@ def _load_generator(spec):
 
 
 def run_from_flags():
-    """Everything the command line asks for; returns the written paths."""
+    """Everything the command line asks for; returns the line to print."""
     if not FLAGS.network:
         raise StyleGANTLError("--network is required (pickle path, URL or official name)")
     seeds = parse_seeds(FLAGS.seeds)
@@ -353,34 +333,11 @@ def run_from_flags():
     if FLAGS.interpolate is not None:
         paths.append(interpolation_gif(Gs, seeds, FLAGS.interpolate, FLAGS.interp_space,
                                        frame_ms=FLAGS.frame_ms, **common))
-    return paths
-
-
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    try:
-        paths = run_from_flags()
-    except StyleGANTLError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {len(paths)} file(s) to {FLAGS.outdir}")
-    return 0
-
-
-def _parse_flags(argv):
-    """absl flag parsing with the project's error convention (``error: ...``, exit 2)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    return [f"wrote {len(paths)} file(s) to {FLAGS.outdir}"]
 
 
 if __name__ == "__main__":
+    from superres_tf import conventions
+
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    conventions.run(run_from_flags)

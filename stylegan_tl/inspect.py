@@ -2,16 +2,17 @@
 
 Usage::
 
-    python -m stylegan_tl.inspect PKL_OR_URL_OR_NAME [--no-vars]
+    python -m stylegan_tl.inspect PKL_OR_URL_OR_NAME [--novars]     # (--no-vars is also accepted)
 
 Reads the pickle with the safe reader of :mod:`stylegan_tl.pickle_io` (nothing in it is executed)
 and imports no TensorFlow. Errors print ``error: <message>`` and exit with status 2.
 """
 
-import argparse
 import sys
 
 import numpy as np
+from absl import flags
+from superres_tf import conventions
 
 from .errors import StyleGANTLError
 from .pickle_io import NetworkPickleError, detect_family, is_trainable, named_variables, read_network_pkl
@@ -69,16 +70,13 @@ def describe(spec, show_vars: bool = True) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stylegan_tl.inspect", description=__doc__.splitlines()[0])
-    parser.add_argument("pkl", help="network pickle: local path, URL or official short name")
-    parser.add_argument("--no-vars", action="store_true", help="omit the variable tables")
-    args = parser.parse_args(argv)
-    try:
-        print(describe(args.pkl, show_vars=not args.no_vars))
-    except StyleGANTLError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    """The command line (``argv`` without the program name; default ``sys.argv[1:]``); returns the exit code."""
+    flag_values = flags.FlagValues()
+    flags.DEFINE_bool("vars", True, "print the variable tables (--novars: omit them)", flag_values=flag_values)
+    return conventions.main(sys.argv[1:] if argv is None else argv, flag_values,
+                            lambda spec: [describe(spec, show_vars=flag_values.vars)],
+                            "python -m stylegan_tl.inspect PKL [--novars]", num_args=1,
+                            aliases={"--no-vars": "--novars"})
 
 
 if __name__ == "__main__":

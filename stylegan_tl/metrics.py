@@ -46,7 +46,7 @@ import time
 import urllib.parse
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from . import feature_stats
 from .errors import StyleGANTLError
@@ -366,7 +366,7 @@ def snapshot_metrics(opts, Gs, pkl, nimg):
     name raises; a metric that cannot be computed (no feature network available, ...) is logged as
     an error and skipped: training goes on.
     """
-    from .snapshot import summary_scalar
+    from superres_tf.files import write_scalar
 
     _, channels, resolution, _ = Gs.output_shape
     spec = ",".join(opts.metrics) if isinstance(opts.metrics, (list, tuple)) else opts.metrics
@@ -380,7 +380,7 @@ def snapshot_metrics(opts, Gs, pkl, nimg):
         return {}
     append_results(os.path.dirname(os.path.abspath(pkl)), values, details, pkl)
     for name, value in values.items():
-        summary_scalar(f"Metrics/{name}", value, nimg)
+        write_scalar(f"Metrics/{name}", value, nimg)
         logging.info("%s %s: %.4f", os.path.basename(pkl), name, value)
     return values
 
@@ -441,7 +441,7 @@ def run_from_flags():
 
 
 if __name__ == "__main__":
-    from . import cli
+    from superres_tf import conventions
 
     define_flags()
-    app.run(lambda argv: cli.run_main(argv, run_from_flags), flags_parser=cli.parse_flags)
+    conventions.run(run_from_flags)

@@ -15,10 +15,10 @@ import contextlib
 import copy
 import importlib
 import math
-import sys
 
 import numpy as np
 import tensorflow as tf
+from superres_tf.conventions import StatusLine
 
 from . import pickle_io, pretrained
 from .errors import StyleGANTLError
@@ -336,7 +336,7 @@ class Network:
             output_transform: ``dict(func=f, **kw)``: outputs are replaced by ``f(*outputs, **kw)``, e.g.
                 ``dict(func=convert_images_to_uint8, nchw_to_nhwc=True)``.
             return_as_list: always return a list of outputs.
-            print_progress: print ``done / total`` on one line.
+            print_progress: show ``done/total`` on the progress line (stderr).
             num_gpus, assume_frozen: accepted for compatibility, ignored.
             dynamic_kwargs: call-time kwargs (truncation_psi, randomize_noise, ...), Python values.
         Returns:
@@ -356,13 +356,12 @@ class Network:
         fn = self._run_fn(tuple(a.shape[1:] for a in arrays), dynamic_kwargs)
         mb = minibatch_size or max(n, 1)
         chunks = []
+        progress = StatusLine() if print_progress else None
         for start in range(0, n, mb):
             out = fn(*[tf.constant(a[start:start + mb]) for a in arrays])
             chunks.append([o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])])
-            if print_progress:
-                print(f"\r{min(start + mb, n)} / {n}", end="", file=sys.stderr, flush=True)
-        if print_progress:
-            print(file=sys.stderr)
+            if progress is not None:
+                progress.count(min(start + mb, n), n, self.name)
         if not chunks:  # empty batch: trace once for the output structure
             out = fn(*[tf.constant(a) for a in arrays])
             chunks.append([o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])])

@@ -17,11 +17,11 @@ import hashlib
 import http.client
 import os
 import re
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from superres_tf.conventions import StatusLine
 
 from .atomic import atomic_write
 from .errors import NetworkPickleError
@@ -168,15 +168,15 @@ def _fetch(url: str, out, digest, label: str) -> tuple:
     """Stream ``url`` into ``out`` and ``digest``; returns (bytes received, Content-Length or 0, first byte)."""
     with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0)
-        progress = _Progress(label, total)
+        progress = StatusLine()
         done, head = 0, b""
         while chunk := response.read(1 << 20):
             head = head or chunk[:1]
             out.write(chunk)
             digest.update(chunk)
             done += len(chunk)
-            progress.update(len(chunk))
-        progress.done()
+            progress.show(f"downloading {label}: {_megabytes(done, total)}")
+        progress.show(f"downloading {label}: {_megabytes(done, total)}", final=True)
     return done, total, head
 
 
@@ -212,27 +212,8 @@ def _download(url: str, path: str, name) -> None:
         f.write(f"{digest.hexdigest()}  {os.path.basename(path)}\n".encode("ascii"))
 
 
-class _Progress:
-    """One-line download progress on stderr (MB done / total, percent), at most 4 updates a second."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done_bytes, self.last = label, total, 0, 0.0
-
-    def update(self, n: int) -> None:
-        self.done_bytes += n
-        if time.monotonic() - self.last >= 0.25:
-            self._show()
-
-    def done(self) -> None:
-        self._show()
-        sys.stderr.write("\n")
-
-    def _show(self) -> None:
-        self.last = time.monotonic()
-        mb = self.done_bytes / 1e6
-        if self.total:
-            text = f"{mb:.1f}/{self.total / 1e6:.1f} MB ({100 * self.done_bytes // self.total}%)"
-        else:
-            text = f"{mb:.1f} MB"
-        sys.stderr.write(f"\rdownloading {self.label}: {text}")
-        sys.stderr.flush()
+def _megabytes(done: int, total: int) -> str:
+    """``'1.5/3.0 MB (50%)'``, or ``'1.5 MB'`` when the total is unknown."""
+    if total:
+        return f"{done / 1e6:.1f}/{total / 1e6:.1f} MB ({100 * done // total}%)"
+    return f"{done / 1e6:.1f} MB"

@@ -41,7 +41,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from .errors import StyleGANTLError
 from .generate import _NOISE_BUFFER, save_gif, save_png, temporarily_set
@@ -350,7 +350,9 @@ def _progress_printer(every):
 
 def run_from_flags():
     """Load, project, write; returns the lines to print."""
-    from .dataset import load_image, open_image
+    from superres_tf.images import open_image
+
+    from .dataset import load_image
     from .generate import _load_generator
 
     for name, what in (("network", "pickle path, URL or official name"), ("target", "a photo"),
@@ -362,10 +364,7 @@ def run_from_flags():
     open_image(FLAGS.target)[0].close()  # an unreadable photo is refused before the network is loaded
     Gs = _load_generator(FLAGS.network)
     channels, resolution = Gs.output_shape[1], Gs.output_shape[2]
-    try:
-        target = load_image(FLAGS.target, resolution, num_channels=channels)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise StyleGANTLError(f"{FLAGS.target}: not a readable image ({e})") from None
+    target = load_image(FLAGS.target, resolution, num_channels=channels)
     record_every = max(1, math.ceil(FLAGS.steps / VIDEO_FRAMES)) if FLAGS.save_video else 0
     started = time.time()
     result = project(Gs, target, steps=FLAGS.steps, seed=FLAGS.seed, distance=FLAGS.distance,
@@ -380,7 +379,7 @@ def run_from_flags():
 
 
 if __name__ == "__main__":
-    from . import cli
+    from superres_tf import conventions
 
     define_flags()
-    app.run(lambda argv: cli.run_main(argv, run_from_flags), flags_parser=cli.parse_flags)
+    conventions.run(run_from_flags)

@@ -2,7 +2,8 @@
 
 * :class:`Options` is the one source of every training option: each field has its default and its
   help text; the command-line flags of ``python -m stylegan_tl.train`` are generated from it
-  (:func:`define_flags`, :func:`options_from_flags`). ``None`` means "the recipe's value".
+  (:func:`superres_tf.conventions.define_flags`), and the pipeline's settings refer to its fields.
+  ``None`` means "the recipe's value".
 * Recipes (``config``): NVIDIA StyleGAN2-ADA (TF) ``train.py --cfg`` values (``auto``, ``stylegan2``,
   ``paper256``, ``paper512``, ``paper1024``), and StyleGAN v1 ``train.py`` + ``training_schedule``
   (``stylegan``; what ``auto`` means for a v1 pickle). :func:`scratch_kwargs` gives a new network
@@ -21,9 +22,11 @@ import dataclasses
 import json
 import os
 import re
-import typing
 from typing import Optional
 
+from superres_tf.conventions import option
+
+from .atomic import atomic_write
 from .errors import StyleGANTLError
 
 ADA_CONFIGS = ("auto", "stylegan2", "paper256", "paper512", "paper1024")
@@ -59,64 +62,60 @@ class RecipeError(StyleGANTLError):
     """The options cannot be resolved into a training recipe."""
 
 
-def _opt(default, help, **meta):
-    return dataclasses.field(default=default, metadata=dict(help=help, **meta))
-
-
 @dataclasses.dataclass
 class Options:
     """Every training option; ``None`` = the recipe's value (see the module docstring)."""
 
-    data: str = _opt(None, "image folder (recursive) or NVIDIA TFRecords directory", required=True)
-    outdir: str = _opt(None, "run directory (snapshots, state, logs); rerun to continue", required=True)
-    resume: Optional[str] = _opt(None, "pickle to start from: path, URL or official name; default from scratch")
-    config: str = _opt("auto", "recipe: NVIDIA ADA cfg (auto, stylegan2, paper256, paper512, paper1024) or "
+    data: str = option(None, "image folder (recursive) or NVIDIA TFRecords directory", required=True)
+    outdir: str = option(None, "run directory (snapshots, state, logs); rerun to continue", required=True)
+    resume: Optional[str] = option(None, "pickle to start from: path, URL or official name; default from scratch")
+    config: str = option("auto", "recipe: NVIDIA ADA cfg (auto, stylegan2, paper256, paper512, paper1024) or "
                        "'stylegan' (StyleGAN v1 schedule; what auto means for v1 pickles)", choices=CONFIG_CHOICES)
-    kimg: Optional[float] = _opt(None, "total length in thousands of real images (default: the recipe's 25000)")
-    batch: Optional[int] = _opt(None, "global minibatch (default: the recipe's, per resolution and replica count)")
-    gamma: Optional[float] = _opt(None, "R1 weight (default: the recipe's; auto: 0.0002*res^2/batch)")
-    lr: Optional[float] = _opt(None, "Adam learning rate of G and D (default: the recipe's)")
-    ema_kimg: Optional[float] = _opt(None, "half-life of the G moving average in kimg (default: the recipe's)")
-    ema_rampup: Optional[float] = _opt(None, "EMA ramp-up (half-life <= nimg*rampup); 0 = off (default: "
+    kimg: Optional[float] = option(None, "total length in thousands of real images (default: the recipe's 25000)")
+    batch: Optional[int] = option(None, "global minibatch (default: the recipe's, per resolution and replica count)")
+    gamma: Optional[float] = option(None, "R1 weight (default: the recipe's; auto: 0.0002*res^2/batch)")
+    lr: Optional[float] = option(None, "Adam learning rate of G and D (default: the recipe's)")
+    ema_kimg: Optional[float] = option(None, "half-life of the G moving average in kimg (default: the recipe's)")
+    ema_rampup: Optional[float] = option(None, "EMA ramp-up (half-life <= nimg*rampup); 0 = off (default: "
                                        "0.05 for auto from scratch, else off)")
-    mbstd_group: Optional[int] = _opt(None, "minibatch-stddev group size of D (default: the recipe's; "
+    mbstd_group: Optional[int] = option(None, "minibatch-stddev group size of D (default: the recipe's; "
                                       "v1: the network's)")
-    style_mixing_prob: Optional[float] = _opt(None, "style-mixing probability (default: the network's own, 0.9)")
-    pl_weight: Optional[float] = _opt(None, "path-length weight (default 2; StyleGAN v1 has none)")
-    aug: Optional[str] = _opt(None, "discriminator augmentation (default: ada for the ADA recipes, noaug for v1)",
+    style_mixing_prob: Optional[float] = option(None, "style-mixing probability (default: the network's own, 0.9)")
+    pl_weight: Optional[float] = option(None, "path-length weight (default 2; StyleGAN v1 has none)")
+    aug: Optional[str] = option(None, "discriminator augmentation (default: ada for the ADA recipes, noaug for v1)",
                               choices=("noaug", "ada"))
-    augpipe: str = _opt("bgc", "ADA pipeline", choices=("blit", "geom", "color", "bg", "bgc"))
-    target: float = _opt(0.6, "ADA target of r_t = E[sign(D(reals))]")
-    tune_kimg: Optional[float] = _opt(None, "kimg for ADA's p to move by 1 (default 500 from scratch, 100 when resuming)")
-    mirror: bool = _opt(False, "random x-flips of the real images")
-    freezed: int = _opt(0, "Freeze-D: D layers left untrained, counted from the top as NVIDIA counts")
-    snap: Optional[int] = _opt(None, "snapshot interval in ticks (default: 50 ticks of 4 kimg; v1: 10 ticks)")
-    tick_kimg: Optional[float] = _opt(None, "tick length in kimg (default 4; v1: per resolution, 20-160)")
-    seed: int = _opt(0, "random seed")
-    metrics: Optional[str] = _opt(None, "comma-separated metrics computed for Gs at every snapshot, e.g. "
+    augpipe: str = option("bgc", "ADA pipeline", choices=("blit", "geom", "color", "bg", "bgc"))
+    target: float = option(0.6, "ADA target of r_t = E[sign(D(reals))]")
+    tune_kimg: Optional[float] = option(None, "kimg for ADA's p to move by 1 (default 500 from scratch, 100 when resuming)")
+    mirror: bool = option(False, "random x-flips of the real images")
+    freezed: int = option(0, "Freeze-D: D layers left untrained, counted from the top as NVIDIA counts")
+    snap: Optional[int] = option(None, "snapshot interval in ticks (default: 50 ticks of 4 kimg; v1: 10 ticks)")
+    tick_kimg: Optional[float] = option(None, "tick length in kimg (default 4; v1: per resolution, 20-160)")
+    seed: int = option(0, "random seed")
+    metrics: Optional[str] = option(None, "comma-separated metrics computed for Gs at every snapshot, e.g. "
                                   "fid50k_full,kid50k_full (docs/metrics.md); default none")
-    fp16: Optional[bool] = _opt(None, "mixed precision: the num_fp16_res highest resolutions in float16 with "
+    fp16: Optional[bool] = option(None, "mixed precision: the num_fp16_res highest resolutions in float16 with "
                                 "conv_clamp and loss scaling (default: an ADA pickle's own setting, else off)")
-    num_fp16_res: Optional[int] = _opt(None, "resolutions computed in float16 with --fp16 (default: the "
+    num_fp16_res: Optional[int] = option(None, "resolutions computed in float16 with --fp16 (default: the "
                                        "network's own, else 4)")
-    conv_clamp: Optional[float] = _opt(None, "clamp of conv outputs with --fp16 (default: the network's own, else 256)")
-    reset_lod: bool = _opt(False, "StyleGAN v1 pickle saved mid-growth (lod > 0): fine-tune it at lod 0 "
+    conv_clamp: Optional[float] = option(None, "clamp of conv outputs with --fp16 (default: the network's own, else 256)")
+    reset_lod: bool = option(False, "StyleGAN v1 pickle saved mid-growth (lod > 0): fine-tune it at lod 0 "
                            "(full resolution) instead of refusing it")
-    resolution: Optional[int] = _opt(None, "from scratch: resolution (default from the data)")
-    family: str = _opt("stylegan2", "from scratch: architecture", choices=("stylegan", "stylegan2", "stylegan2-ada"))
-    fmap_base: Optional[int] = _opt(None, "from scratch: fmap_base of G and D (default: the recipe's)")
-    fmap_max: Optional[int] = _opt(None, "from scratch: fmap_max of G and D (default: the recipe's 512)")
-    latent_size: Optional[int] = _opt(None, "from scratch: size of z, w and the mapping layers")
-    mapping_layers: Optional[int] = _opt(None, "from scratch: mapping layers (default: the recipe's)")
-    letterbox: bool = _opt(False, "letterbox non-square photos on black instead of centre-cropping")
-    cpu_devices: int = _opt(0, "split the CPU into N logical devices (MirroredStrategy test)")
-    randomize_noise: bool = _opt(True, "fresh noise inputs every step (False: the stored ones)")
-    dry_run: bool = _opt(False, "resolve the options, print them as training_options.json would hold them, "
+    resolution: Optional[int] = option(None, "from scratch: resolution (default from the data)")
+    family: str = option("stylegan2", "from scratch: architecture", choices=("stylegan", "stylegan2", "stylegan2-ada"))
+    fmap_base: Optional[int] = option(None, "from scratch: fmap_base of G and D (default: the recipe's)")
+    fmap_max: Optional[int] = option(None, "from scratch: fmap_max of G and D (default: the recipe's 512)")
+    latent_size: Optional[int] = option(None, "from scratch: size of z, w and the mapping layers")
+    mapping_layers: Optional[int] = option(None, "from scratch: mapping layers (default: the recipe's)")
+    letterbox: bool = option(False, "letterbox non-square photos on black instead of centre-cropping")
+    cpu_devices: int = option(0, "split the CPU into N logical devices (MirroredStrategy test)")
+    randomize_noise: bool = option(True, "fresh noise inputs every step (False: the stored ones)")
+    dry_run: bool = option(False, "resolve the options, print them as training_options.json would hold them, "
                          "and exit without training or writing anything")
-    min_images: int = _opt(4, "fewest usable images accepted", flag=False)
-    max_steps: Optional[int] = _opt(None, "stop after this many minibatches in this invocation", flag=False)
-    G_kwargs: Optional[dict] = _opt(None, "from scratch: further static kwargs of G", flag=False)
-    D_kwargs: Optional[dict] = _opt(None, "from scratch: further static kwargs of D", flag=False)
+    min_images: int = option(4, "fewest usable images accepted", flag=False)
+    max_steps: Optional[int] = option(None, "stop after this many minibatches in this invocation", flag=False)
+    G_kwargs: Optional[dict] = option(None, "from scratch: further static kwargs of G", flag=False)
+    D_kwargs: Optional[dict] = option(None, "from scratch: further static kwargs of D", flag=False)
 
 
 def check_options(opts: Options):
@@ -384,7 +383,7 @@ def frozen_variables(D, layers) -> set:
 
 
 # --------------------------------------------------------------------------------------------------
-# The options file and the command line.
+# The options file.
 
 
 def write_options_file(outdir: str, recipe: Recipe) -> str:
@@ -399,35 +398,6 @@ def write_options_file(outdir: str, recipe: Recipe) -> str:
             ours = False
         if not ours:
             raise RecipeError(f"{path}: exists and was not written by this trainer; not replacing it")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(recipe.to_json() + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write((recipe.to_json() + "\n").encode())
     return path
-
-
-def _flag_type(field):
-    hint = field.type
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
-def define_flags():
-    """absl flags for every :class:`Options` field that has one (``metadata['flag']`` not False)."""
-    from absl import flags
-
-    definers = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-                bool: flags.DEFINE_bool}
-    for f in dataclasses.fields(Options):
-        meta = f.metadata
-        if not meta.get("flag", True):
-            continue
-        if meta.get("choices"):
-            flags.DEFINE_enum(f.name, f.default, list(meta["choices"]), meta["help"], required=meta.get("required", False))
-        else:
-            definers[_flag_type(f)](f.name, f.default, meta["help"], required=meta.get("required", False))
-
-
-def options_from_flags(FLAGS) -> dict:
-    """Keyword arguments for :class:`Options` from parsed flags (fields without a flag keep their defaults)."""
-    return {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Options) if f.metadata.get("flag", True)}

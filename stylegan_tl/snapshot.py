@@ -5,19 +5,22 @@ format) and ``fakes<kimg:06d>.png`` (a grid of fixed seeds), plus one ``training
 beside the newest snapshot: optimizer slots, ``pl_mean``, the ADA state, the image counter and the
 step counter, keyed by variable name, with a JSON ``meta`` entry naming its snapshot. Only the newest
 state file is kept (they are as large as the optimizer). :func:`latest_state` finds where to
-continue after an interruption. Files are written with :func:`stylegan_tl.atomic.atomic_write`
-(hidden temp names), and only names of exactly these forms are read or removed.
+continue after an interruption. Files are written atomically (hidden temp names, see
+:mod:`superres_tf.files`), and only names of exactly these forms are read or removed. TensorBoard
+events go through :func:`superres_tf.files.write_scalar` / ``write_image``.
 """
 
-import json
 import os
 import re
 import zipfile
 
 import numpy as np
 from PIL import Image
+from superres_tf import files
+from superres_tf.images import image_grid
 
 from .atomic import atomic_write
+from .errors import StyleGANTLError
 
 SNAPSHOT_FMT = "network-snapshot-{:06d}.pkl"
 STATE_FMT = "training-state-{:06d}.npz"
@@ -31,20 +34,20 @@ def snapshot_name(nimg: int) -> str:
 
 
 def save_state(path: str, arrays: dict, meta: dict):
-    """Write numpy ``arrays`` plus a JSON ``meta`` dict to ``path`` (.npz), atomically.
+    """Write numpy ``arrays`` plus a JSON ``meta`` dict to ``path`` (.npz), atomically
+    (:func:`superres_tf.files.save_arrays`).
 
     Raises StyleGANTLError naming ``path`` when it cannot be written (e.g. disk full); nothing is
     left behind then.
     """
-    with atomic_write(path) as f:
-        np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+    files.save_arrays(path, arrays, StyleGANTLError, meta)
 
 
 def load_state(path: str):
-    """Inverse of :func:`save_state`: returns (arrays dict, meta dict)."""
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files if k != "__meta__"}
-        meta = json.loads(str(f["__meta__"]))
+    """Inverse of :func:`save_state`: returns (arrays dict, meta dict); KeyError without meta."""
+    arrays, meta = files.load_arrays(path)
+    if meta is None:
+        raise KeyError(f"{path}: no meta entry")
     return arrays, meta
 
 
@@ -101,42 +104,9 @@ def grid_shape(num_images: int, resolution: int):
 
 
 def write_grid(path: str, images_uint8: np.ndarray, cols: int):
-    """Tile uint8 NCHW images ``[N, C, H, W]`` into a PNG with ``cols`` columns, atomically."""
-    n, c, h, w = images_uint8.shape
-    rows = -(-n // cols)
-    canvas = np.zeros((rows * h, cols * w, c), np.uint8)
-    for i, img in enumerate(images_uint8):
-        r, k = divmod(i, cols)
-        canvas[r * h:(r + 1) * h, k * w:(k + 1) * w] = img.transpose(1, 2, 0)
+    """Tile uint8 NCHW images ``[N, C, H, W]`` into a PNG with ``cols`` columns, atomically; returns
+    the grid (uint8 HWC)."""
+    grid = image_grid(images_uint8.transpose(0, 2, 3, 1), cols)
     with atomic_write(path) as f:
-        Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(f, format="PNG")
-    return canvas
-
-
-# ----------------------------------------------------------------------------------------------
-# TensorBoard events, written with core TF (the ``tensorboard`` package is only needed to view them).
-
-
-def _plugin_metadata(plugin: str):
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata()
-    meta.plugin_data.plugin_name = plugin
-    return meta
-
-
-def summary_scalar(tag: str, value: float, step: int):
-    """A TensorBoard scalar on the default summary writer."""
-    import tensorflow as tf
-
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=_plugin_metadata("scalars"))
-
-
-def summary_image(tag: str, image_hwc: np.ndarray, step: int):
-    """A TensorBoard image (uint8 HWC, 1 or 3 channels) on the default summary writer."""
-    import tensorflow as tf
-
-    png = tf.io.encode_png(image_hwc if image_hwc.ndim == 3 else image_hwc[..., None])
-    h, w = image_hwc.shape[:2]
-    tensor = tf.stack([tf.constant(str(w)), tf.constant(str(h)), png])
-    tf.summary.write(tag, tensor, step=step, metadata=_plugin_metadata("images"))
+        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(f, format="PNG")
+    return grid

@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 from absl import logging
+from superres_tf import conventions, files
+from superres_tf.conventions import StatusLine
 
 from . import recipe as recipes
 from . import snapshot as snap_files
@@ -50,6 +52,8 @@ class TrainingError(StyleGANTLError):
 
 class TrainingDiverged(TrainingError):
     """A loss or a weight became NaN/Inf; the run stopped, earlier snapshots are intact."""
+
+    exit_code = 1  # a run that failed, not bad input
 
 
 def _ema_beta(batch, ema_kimg, nimg, rampup):
@@ -280,12 +284,13 @@ class Trainer:
 
 
 class _Progress:
-    """One-line progress display (rewritten in place on a terminal, logged every ``log_every`` s)."""
+    """The training status (kimg, sec/kimg, losses, ADA p, ETA): on the progress line
+    (:class:`superres_tf.conventions.StatusLine`, a terminal only) and logged every ``log_every`` s."""
 
     def __init__(self, total_nimg, start_nimg, log_every=30.0):
         self.total, self.start_nimg, self.start = total_nimg, start_nimg, time.time()
         self.log_every, self.last_log = log_every, 0.0
-        self.tty = sys.stderr.isatty()
+        self.line = StatusLine(interval=0.0) if sys.stderr.isatty() else None  # log files get the log lines
         self.warm = None  # (time, nimg) of the first display: later rates exclude graph tracing
 
     def sec_per_kimg(self, nimg):
@@ -303,9 +308,8 @@ class _Progress:
                 f"G {stats.get('g_loss', float('nan')):.3f}  D {stats.get('d_loss', float('nan')):.3f}  "
                 f"R1 {stats.get('r1', 0.0):.4f}  PL {stats.get('pl_penalty', 0.0):.4f}  p {p:.3f}  "
                 + eta_text)
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
-            sys.stderr.flush()
+        if self.line is not None:
+            self.line.show(line, final)
         now = time.time()
         if final or now - self.last_log >= self.log_every:
             self.last_log = now
@@ -421,7 +425,7 @@ def _write_fakes(path, Gs, z, labels, cols, summary_step=None):
     images = Gs.run(z, labels, truncation_psi=1.0, randomize_noise=False, minibatch_size=8)
     grid = snap_files.write_grid(path, convert_images_to_uint8(images), cols)
     if summary_step is not None:
-        snap_files.summary_image("fakes", grid, summary_step)
+        files.write_image("fakes", grid, summary_step)
 
 
 def _all_finite(networks):
@@ -607,12 +611,12 @@ class _Run:
         for key, tag in (("g_loss", "Loss/G"), ("d_loss", "Loss/D"), ("r1", "Loss/R1"),
                          ("pl_penalty", "Loss/path_length_penalty"), ("pl_length", "Loss/path_length")):
             if key in stats:
-                snap_files.summary_scalar(tag, stats[key], nimg)
+                files.write_scalar(tag, stats[key], nimg)
         spk = progress.sec_per_kimg(nimg)
-        snap_files.summary_scalar("ADA/p", ada.p, nimg)
-        snap_files.summary_scalar("ADA/rt", ada.rt, nimg)
-        snap_files.summary_scalar("Timing/sec_per_kimg", spk, nimg)
-        snap_files.summary_scalar("Timing/kimg_per_sec", 1.0 / max(spk, 1e-9), nimg)
+        files.write_scalar("ADA/p", ada.p, nimg)
+        files.write_scalar("ADA/rt", ada.rt, nimg)
+        files.write_scalar("Timing/sec_per_kimg", spk, nimg)
+        files.write_scalar("Timing/kimg_per_sec", 1.0 / max(spk, 1e-9), nimg)
 
     def _snapshot(self, G, D, Gs, trainer, counters, writer, grid):
         """Write pkl, training state (``counters`` + run info in its meta) and fakes grid (chief
@@ -647,25 +651,12 @@ class _Run:
 # Command line.
 
 
-def main(argv):
-    from absl import flags
-
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        result = run_training(**recipes.options_from_flags(flags.FLAGS))
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except StyleGANTLError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"snapshot: {result['snapshot']}  kimg: {result['kimg']:.3f}  logs: {result['log_dir']}")
+def run_from_flags():
+    """Train as the flags say; returns the line to print."""
+    result = run_training(**conventions.options_from_flags(Options))
+    return [f"snapshot: {result['snapshot']}  kimg: {result['kimg']:.3f}  logs: {result['log_dir']}"]
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    recipes.define_flags()
-    app.run(main)
+    conventions.define_flags(Options)
+    conventions.run(run_from_flags)

@@ -6,6 +6,7 @@ seed. Unreadable or too-small files are skipped and named in the log. Pairs are 
 each photo is also used downscaled (`photo_scales`), so a few photos give many scales of content.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -16,33 +17,33 @@ from PIL import Image
 from superres_tf import images
 from superres_tf.degrade import check_scale, degrade, mod_crop
 from superres_tf.errors import ConfigError, DatasetError, ImageReadError
+from superres_tf.options import Degradation
 
-# Degradation used for training unless told otherwise: what the model meets in use. Clean
-# antialiased bicubic on a third of the crops, JPEG at any quality 30-95 on the rest; mild blur
-# (before the downscale, in high-resolution pixels) and mild noise on a few.
-DEFAULT_DEGRADATION = {"resample": "bicubic", "jpeg_quality": (30, 95), "jpeg_prob": 0.65,
-                       "blur_sigma": (0.3, 1.2), "blur_prob": 0.1, "noise_sigma": (0.5, 3.0),
-                       "noise_prob": 0.1}
+# Degradation used for training unless told otherwise (superres_tf.options.Degradation's defaults).
+DEFAULT_DEGRADATION = dataclasses.asdict(Degradation())
 # Each training photo is also used at these fractions of its size (antialiased Lanczos).
 DEFAULT_PHOTO_SCALES = (1.0, 0.8, 0.64, 0.5, 0.4)
 
 
-def split_files(paths, holdout=0.2, seed=0):
+def split_files(paths, holdout=0.2, seed=0, folder=None):
     """Split image paths into (train, held_out) lists, by file.
 
     Args:
       paths: image file paths.
       holdout: a fraction in [0, 1) of the files (at least one when > 0), or a list of file names
-        (basenames) to hold out.
+        to hold out: paths relative to `folder` when given (:func:`superres_tf.images.image_name`),
+        else base names.
       seed: seed of the shuffle that picks the held-out files.
+      folder: the folder the paths were listed from.
     """
     paths = sorted(paths)
     if isinstance(holdout, (list, tuple)):
         names = set(holdout)
-        missing = names - {os.path.basename(p) for p in paths}
+        name = (lambda p: images.image_name(p, folder)) if folder else os.path.basename
+        missing = names - {name(p) for p in paths}
         if missing:
             raise DatasetError(f"held-out files not in the folder: {', '.join(sorted(missing))}")
-        held = [p for p in paths if os.path.basename(p) in names]
+        held = [p for p in paths if name(p) in names]
     else:
         if not 0 <= holdout < 1:
             raise ConfigError(f"holdout={holdout!r}: expected a fraction in [0, 1) or a list of names")
@@ -71,16 +72,17 @@ def load_rgb_images(paths, min_side):
             logging.warning("skipping %s", error)
             continue
         rgb = array[..., :3] if array.shape[-1] >= 3 else np.repeat(array[..., :1], 3, axis=-1)
-        loaded.append((path, images.from_unit_float(images.to_unit_float(rgb))))
+        loaded.append((path, np.ascontiguousarray(images.to_uint8(rgb))))
     return loaded
 
 
 def load_folder(folder, min_side, holdout=0.2, seed=0):
-    """Images of `folder` split by file -> (train, held_out) lists of (path, uint8 RGB array)."""
+    """Images of `folder` (sub-folders included) split by file -> (train, held_out) lists of
+    (path, uint8 RGB array)."""
     paths = images.list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: no image files (.png, .jpg, ...)")
-    train, held = split_files(paths, holdout=holdout, seed=seed)
+    train, held = split_files(paths, holdout=holdout, seed=seed, folder=folder)
     train_images, held_images = load_rgb_images(train, min_side), load_rgb_images(held, min_side)
     if not train_images:
         raise DatasetError(f"{folder}: none of the {len(train)} training files is usable "

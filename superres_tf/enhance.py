@@ -18,14 +18,14 @@ IN is a file or a folder; results go to OUT/<name>_<suffix>.<ext>.
 """
 
 import os
-import sys
 
 import keras
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 from superres_tf import images
+from superres_tf.conventions import StatusLine
 from superres_tf.errors import ConfigError, ImageReadError, SuperResError
 from superres_tf.unet import load_model, model_multiple
 
@@ -103,7 +103,7 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=1, pro
       out: preallocated [H*s, W*s, C] array the finished rows are written into.
       tile, overlap: tile size and minimum overlap in input pixels.
       batch_size: tiles per network call.
-      progress: show a Keras progress bar over the strips of tiles.
+      progress: show the strips of tiles done on a progress line (stderr).
     """
     if tile < 8 or not 0 <= overlap < tile:
         raise ConfigError(f"tile={tile}, overlap={overlap}: expected tile >= 8 and 0 <= overlap < tile")
@@ -112,7 +112,7 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=1, pro
     tile = max(multiple, tile // multiple * multiple)
     ys, xs = tile_starts(height, tile, overlap, multiple), tile_starts(width, tile, overlap, multiple)
     rows, cols = _spans(ys, tile, height), _spans(xs, tile, width)
-    bar = keras.utils.Progbar(len(rows), unit_name="strip") if progress else None
+    line = StatusLine() if progress else None
     ramp_width = overlap * scale
     acc_top, acc, weight = 0, np.zeros((0, width * scale, 3), np.float32), np.zeros((0, width * scale, 1), np.float32)
     for index, (y0, y1) in enumerate(rows):
@@ -136,8 +136,8 @@ def enhance_rgb(model, rgb, finish, out, tile=256, overlap=32, batch_size=1, pro
         done = (rows[index + 1][0] if index + 1 < len(rows) else height) * scale - acc_top
         out[acc_top:acc_top + done] = finish(acc[:done] / np.maximum(weight[:done], 1e-12))
         acc, weight, acc_top = acc[done:], weight[done:], acc_top + done
-        if bar is not None:
-            bar.update(index + 1)
+        if line is not None:
+            line.count(index + 1, len(rows), "strips")
     return out
 
 
@@ -158,7 +158,7 @@ def enhance_image(model, image, tile=256, overlap=32, batch_size=1, progress=Fal
         inference when it is at least 4x the model's receptive-field radius.
       batch_size: tiles per network call (activation memory grows with it: about 0.75 GB per
         256 px tile for the embedded x4 model).
-      progress: show a Keras progress bar over the tile strips.
+      progress: show the tile strips done on a progress line (stderr).
 
     Returns:
       The enlarged image of the same kind: PIL -> PIL (same mode), array -> array of the same
@@ -232,11 +232,12 @@ def _same_file_key(path):
     return os.path.normcase(os.path.realpath(path))
 
 
-def plan_outputs(paths, outdir, suffix="out", ext="auto"):
+def plan_outputs(paths, outdir, suffix="out", ext="auto", folder=None):
     """``({input: output path}, {input: error})`` for the inputs, checked before anything is written.
 
-    The output kind (alpha or 16-bit forces .png) is read from each header. Raises ConfigError when
-    an output path is one of the inputs or two inputs would be written to the same path.
+    The output kind (alpha or 16-bit forces .png) is read from each header. Inputs listed from
+    `folder` keep their sub-folder under `outdir`. Raises ConfigError when an output path is one of
+    the inputs or two inputs would be written to the same path.
     """
     targets, failed, owners = {}, {}, {}
     inputs = {_same_file_key(p): p for p in paths}
@@ -246,7 +247,8 @@ def plan_outputs(paths, outdir, suffix="out", ext="auto"):
         except SuperResError as error:
             failed[path] = str(error)
             continue
-        target = output_path(path, outdir, suffix, ext, channels, bit16)
+        where = os.path.join(outdir, os.path.dirname(images.image_name(path, folder))) if folder else outdir
+        target = output_path(path, where, suffix, ext, channels, bit16)
         key = _same_file_key(target)
         if key in inputs:
             raise ConfigError(f"{inputs[key]}: the output {target} would overwrite it (an input; use another -o "
@@ -258,28 +260,36 @@ def plan_outputs(paths, outdir, suffix="out", ext="auto"):
     return targets, failed
 
 
+def _inside(path, outdir, folder):
+    """True when `path` lies in `outdir` and `outdir` is a sub-folder of `folder` (earlier results)."""
+    out, top = os.path.realpath(outdir), os.path.realpath(folder)
+    return out != top and os.path.realpath(path).startswith(out + os.sep)
+
+
 def enhance_folder(model, inputs, outdir, tile=256, overlap=32, outscale=None, suffix="out",
                    ext="auto", quality=95):
-    """Enhance a file or every image of a folder into `outdir`, with a progress bar.
+    """Enhance a file or every image of a folder (sub-folders included, mirrored under `outdir`;
+    an `outdir` inside the folder is not read) into `outdir`, with a progress line.
 
     Every output path is planned first (:func:`plan_outputs`): one that is an input, or that two
     inputs share, is an error before anything is written.
     Returns (written paths, {path: error message} of the files that failed; those are skipped).
     """
-    paths = images.list_images(inputs) if os.path.isdir(inputs) else [inputs]
+    folder = inputs if os.path.isdir(inputs) else None
+    paths = [inputs] if folder is None else [p for p in images.list_images(folder) if not _inside(p, outdir, folder)]
     if not paths:
         raise ImageReadError(f"{inputs}: no image files")
-    targets, failed = plan_outputs(paths, outdir, suffix, ext)
-    bar = keras.utils.Progbar(len(targets), unit_name="image") if len(targets) > 1 else None
+    targets, failed = plan_outputs(paths, outdir, suffix, ext, folder)
+    line = StatusLine() if len(targets) > 1 else None
     written = []
     for index, (path, target) in enumerate(targets.items()):
         try:
             written.append(enhance_file(model, path, target, tile, overlap, outscale, quality,
-                                        progress=bar is None))
+                                        progress=line is None))
         except SuperResError as error:
             failed[path] = str(error)
-        if bar is not None:
-            bar.update(index + 1)
+        if line is not None:
+            line.count(index + 1, len(targets), "images")
     return written, failed
 
 
@@ -300,30 +310,32 @@ def define_flags():
     flags.DEFINE_integer("quality", 95, "JPEG/WebP quality of the outputs.")
 
 
-def main(argv):
-    del argv
+class FilesFailed(SuperResError):
+    """Some inputs could not be enhanced (one line per file); exit 1 if others were written, else 2."""
+
+    def __init__(self, messages, written):
+        super().__init__("\n".join(messages))
+        self.exit_code = 1 if written else 2
+
+
+def run_from_flags():
+    """Enhance what the flags name; yields the written paths, then raises FilesFailed if any failed."""
     if not FLAGS.input:
-        print("error: -i/--input is required", file=sys.stderr)
-        sys.exit(2)
-    try:
-        model = load_model(FLAGS.model)
-        if not os.path.exists(FLAGS.input):
-            raise ImageReadError(f"{FLAGS.input}: no such file or folder")
-        if FLAGS.outscale is not None and not 0 < FLAGS.outscale <= 16:
-            raise ConfigError(f"-s {FLAGS.outscale}: expected a factor in (0, 16]")
-        written, failed = enhance_folder(model, FLAGS.input, FLAGS.output, FLAGS.tile, FLAGS.overlap,
-                                         FLAGS.outscale, FLAGS.suffix, FLAGS.ext, FLAGS.quality)
-    except SuperResError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    for path in written:
-        print(path)
-    for message in failed.values():
-        print(f"error: {message}", file=sys.stderr)
+        raise ConfigError("-i/--input is required")
+    model = load_model(FLAGS.model)
+    if not os.path.exists(FLAGS.input):
+        raise ImageReadError(f"{FLAGS.input}: no such file or folder")
+    if FLAGS.outscale is not None and not 0 < FLAGS.outscale <= 16:
+        raise ConfigError(f"-s {FLAGS.outscale}: expected a factor in (0, 16]")
+    written, failed = enhance_folder(model, FLAGS.input, FLAGS.output, FLAGS.tile, FLAGS.overlap,
+                                     FLAGS.outscale, FLAGS.suffix, FLAGS.ext, FLAGS.quality)
+    yield from written
     if failed:
-        sys.exit(2 if not written else 1)
+        raise FilesFailed(list(failed.values()), written)
 
 
 if __name__ == "__main__":
+    from superres_tf import conventions
+
     define_flags()
-    app.run(main)
+    conventions.run(run_from_flags)

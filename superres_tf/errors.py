@@ -1,10 +1,12 @@
 """Project exceptions: one-line messages that name the file and the problem."""
 
+from superres_tf.conventions import ProjectError
 
-class SuperResError(Exception):
+
+class SuperResError(ProjectError):
     """Base class of every error this package raises on purpose.
 
-    Command lines print ``str(error)`` without a traceback and exit non-zero.
+    Command lines print ``error: <message>`` without a traceback and exit 2.
     """
 
 

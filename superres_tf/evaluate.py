@@ -15,10 +15,9 @@ model); image i is degraded with seed (seed, i).
 
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image
 
 from superres_tf import dataset, images, metrics
@@ -122,7 +121,8 @@ def format_table(rows):
 
 
 def select_files(folder, files, train_config, config_path=None):
-    """Paths to evaluate: all images of `folder`, the named ones, or the config's held-out files."""
+    """Paths to evaluate: all images of `folder` (sub-folders included), the named ones (paths
+    relative to `folder`), or the config's held-out files."""
     paths = images.list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: no image files")
@@ -132,7 +132,7 @@ def select_files(folder, files, train_config, config_path=None):
         if train_config is None:
             raise ConfigError("--files=heldout needs a training config (--train_config)")
         files = config_value(train_config, "heldout_files", config_path)
-    by_name = {os.path.basename(p): p for p in paths}
+    by_name = {images.image_name(p, folder): p for p in paths}
     missing = [f for f in files if f not in by_name]
     if missing:
         raise DatasetError(f"{folder}: no file named {', '.join(missing)}")
@@ -167,47 +167,44 @@ def define_flags():
     flags.DEFINE_integer("overlap", 32, "Tile overlap for inference.")
 
 
-def main(argv):
-    del argv
+def run_from_flags():
+    """Evaluate what the flags name; yields the report's lines."""
     model_path = FLAGS.model or DEFAULT_MODEL
     if not FLAGS.data:
-        print("error: --data is required", file=sys.stderr)
-        sys.exit(2)
-    try:
-        model = load_model(model_path)
-        scale = model_scale(model)
-        if FLAGS.scale not in (None, scale):
-            raise ConfigError(f"--scale={FLAGS.scale} but {model_path} upscales x{scale}")
-        config_path = FLAGS.train_config or find_train_config(model_path)
-        config = read_train_config(config_path) if config_path else None
-        degradations = {}
-        for name in FLAGS.degradation:
-            if name == "train":
-                if config is None:
-                    raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
-                degradations[name] = config_value(config, "degradation", config_path)
-            elif name in PROTOCOLS:
-                degradations[name] = PROTOCOLS[name]
-            else:
-                raise ConfigError(f"--degradation={name}: expected {', '.join(PROTOCOLS)} or train")
-        paths = select_files(FLAGS.data, FLAGS.files, config, config_path)
-        tables = {name: evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap,
-                                 FLAGS.width) for name, degradation in degradations.items()}
-    except SuperResError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise ConfigError("--data is required")
+    model = load_model(model_path)
+    scale = model_scale(model)
+    if FLAGS.scale not in (None, scale):
+        raise ConfigError(f"--scale={FLAGS.scale} but {model_path} upscales x{scale}")
+    config_path = FLAGS.train_config or find_train_config(model_path)
+    config = read_train_config(config_path) if config_path else None
+    degradations = {}
+    for name in FLAGS.degradation:
+        if name == "train":
+            if config is None:
+                raise ConfigError(f"{model_path}: no training config beside it; pass --train_config")
+            degradations[name] = config_value(config, "degradation", config_path)
+        elif name in PROTOCOLS:
+            degradations[name] = PROTOCOLS[name]
+        else:
+            raise ConfigError(f"--degradation={name}: expected {', '.join(PROTOCOLS)} or train")
+    paths = select_files(FLAGS.data, FLAGS.files, config, config_path)
+    tables = {name: evaluate(model, paths, scale, degradation, FLAGS.seed, FLAGS.tile, FLAGS.overlap,
+                             FLAGS.width) for name, degradation in degradations.items()}
     for name, rows in tables.items():
-        print(f"\nmodel {model_path}, x{scale}, width {FLAGS.width or 'as is'}, degradation {name}: "
-              f"{json.dumps(degradations[name])}")
-        print(format_table(rows))
+        yield (f"\nmodel {model_path}, x{scale}, width {FLAGS.width or 'as is'}, degradation {name}: "
+               f"{json.dumps(degradations[name])}")
+        yield format_table(rows)
     if len(tables) > 1:
         gains = [summarize(rows)["gain_psnr_y"] for rows in tables.values()]
-        print(f"\nmean PSNR-Y gain across the {len(tables)} degradations: {np.mean(gains):+.2f} dB")
+        yield f"\nmean PSNR-Y gain across the {len(tables)} degradations: {np.mean(gains):+.2f} dB"
     note = training_overlap_note(paths, config)
     if note:
-        print(note)
+        yield note
 
 
 if __name__ == "__main__":
+    from superres_tf import conventions
+
     define_flags()
-    app.run(main)
+    conventions.run(run_from_flags)

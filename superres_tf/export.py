@@ -20,13 +20,10 @@ Python API::
     export_sr_model(model, 'exported_sr/')
 """
 
-import os
-import shutil
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from superres_tf.errors import ConfigError, SuperResError
+from superres_tf import files
+from superres_tf.errors import ConfigError
 
 
 def enhance_function(model):
@@ -59,30 +56,12 @@ def export_sr_model(model, outdir):
     """
     import tensorflow as tf
 
-    tmp = _temporary_folder(outdir)
     root = tf.Module()
     root.model = model
     enhance = enhance_function(model)
-    try:
+    with files.new_folder(outdir, ConfigError) as tmp:
         tf.saved_model.save(root, tmp, signatures={"enhance": enhance.get_concrete_function()})
-        if os.path.isdir(outdir):
-            os.rmdir(outdir)  # empty, checked above
-        os.replace(tmp, outdir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # ours; gone already when renamed
     return outdir
-
-
-def _temporary_folder(outdir):
-    """Refuse an existing non-empty ``outdir`` (ConfigError); the temporary folder to save into."""
-    if os.path.exists(outdir) and (not os.path.isdir(outdir) or os.listdir(outdir)):
-        raise ConfigError(f"{outdir}: already exists and is not an empty folder (choose a new --outdir)")
-    parent = os.path.dirname(os.path.abspath(outdir))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"{outdir}: cannot create the output folder ({error.strerror})") from None
-    return os.path.join(parent, f".{os.path.basename(os.path.abspath(outdir))}.tmp{os.getpid()}")
 
 
 FLAGS = flags.FLAGS
@@ -94,34 +73,20 @@ def define_flags():
     flags.DEFINE_string("outdir", None, "New folder for the SavedModel.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+def run_from_flags():
+    """Export the model the flags name; returns the lines to print."""
     if not FLAGS.outdir:
-        print("error: --outdir is required (a new folder for the SavedModel)", file=sys.stderr)
-        sys.exit(2)
-    try:
-        _temporary_folder(FLAGS.outdir)  # a used folder is refused before TensorFlow starts
-        from superres_tf.enhance import DEFAULT_MODEL
-        from superres_tf.unet import load_model
+        raise ConfigError("--outdir is required (a new folder for the SavedModel)")
+    files.check_new_folder(FLAGS.outdir, ConfigError)  # a used folder is refused before TensorFlow starts
+    from superres_tf.enhance import DEFAULT_MODEL
+    from superres_tf.unet import load_model
 
-        export_sr_model(load_model(FLAGS.model or DEFAULT_MODEL), FLAGS.outdir)
-    except SuperResError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote SavedModel {FLAGS.outdir} (signature: enhance)")
-
-
-def _parse_flags(argv):
-    """absl flag parsing with the project's error convention (``error: ...``, exit 2)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    export_sr_model(load_model(FLAGS.model or DEFAULT_MODEL), FLAGS.outdir)
+    return [f"wrote SavedModel {FLAGS.outdir} (signature: enhance)"]
 
 
 if __name__ == "__main__":
+    from superres_tf import conventions
+
     define_flags()
-    app.run(main, flags_parser=_parse_flags)
+    conventions.run(run_from_flags)

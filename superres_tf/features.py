@@ -34,8 +34,9 @@ from absl import logging
 
 from superres_tf import efficientnet_lite
 from superres_tf.errors import ConfigError, WeightsError
+from superres_tf.options import BACKBONES
 
-NAMES = ("auto", "vgg16", "efficientnet_lite0", "random", "random_efficientnet_lite0")
+NAMES = BACKBONES  # the backbone names (superres_tf.options, where the training flag reads them)
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_TOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 # Where keras.applications.VGG16(weights='imagenet') downloads the no-top weights from, and their md5.

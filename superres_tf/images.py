@@ -1,37 +1,64 @@
-"""Image file I/O for the super-resolution side.
+"""Image files in and out, for both halves of the project (the one image reader).
 
-Every image enters and leaves the package here. Pixels are handled as numpy arrays in HWC layout:
-``read_image`` returns the stored integers (uint8 or uint16, 1-4 channels) after EXIF orientation;
-``to_unit_float`` / ``from_unit_float`` are the one conversion each way between those integers and
-the float32 [0, 1] values the networks see. Files are opened through :func:`open_image` (regular
-files of at most ``MAX_FILE_BYTES``, formats in ``ALLOWED_FORMATS`` only, at most ``MAX_PIXELS``)
-and written atomically (:func:`atomic_write_bytes`: hidden temp name, fsync, rename).
+Every photo and image enters the project here: ``superres_tf`` uses the arrays as they are,
+``stylegan_tl.dataset`` adds its square crop and NCHW layout on top. One set of rules:
+
+* :func:`list_images`: the image files of a folder and its sub-folders (suffixes
+  ``IMAGE_SUFFIXES``, any case), sorted by their path relative to the folder.
+* :func:`open_image`: regular files of at most ``MAX_FILE_BYTES``, formats in ``ALLOWED_FORMATS``
+  only, at most ``MAX_PIXELS``; anything else is an ImageReadError naming the file.
+* :func:`read_image`: the stored integers as a numpy HWC array - uint8, or uint16 for 16-bit files
+  (decoded at 16 bits, also for colour PNGs), 1 to 4 channels (grey, grey+alpha, RGB, RGBA;
+  palette and other modes converted) - turned upright by the EXIF orientation.
+* :func:`to_uint8`, :func:`to_unit_float` / :func:`from_unit_float`: the one conversion each way
+  between those integers and 8 bits or the float32 [0, 1] values the networks see.
+
+Images are written atomically (:func:`write_image`, through :mod:`superres_tf.files`). No TensorFlow
+at import: it is imported only for 16-bit colour PNGs, which Pillow reduces to 8 bits.
 """
 
 import io
 import os
 import stat
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from superres_tf import files
 from superres_tf.errors import ImageReadError, SuperResError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+MAX_FILE_BYTES = 512 << 20
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (about 9459 x 9459 pixels)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PIL modes and what they become: channel count of the decoded array.
 _MODE_CONVERSIONS = {"1": "L", "P": None, "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
                      "RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "PA": "RGBA"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the numpy transform that makes the image upright (Pillow's exif_transpose).
+_UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+            5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+            7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
 
 
 def list_images(folder):
-    """Sorted paths of the image files (by suffix) directly inside `folder`."""
+    """Paths of the image files (by suffix) in `folder` and its sub-folders, sorted by their path
+    relative to `folder` (:func:`image_name`). ImageReadError if `folder` is not a directory."""
     if not os.path.isdir(folder):
         raise ImageReadError(f"{folder}: not a directory")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_SUFFIXES))
-    return [os.path.join(folder, n) for n in names]
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found, key=lambda path: image_name(path, folder))
+
+
+def image_name(path, folder):
+    """The name of an image of a folder: its path relative to the folder ('a.jpg', 'sky/b.png')."""
+    return os.path.relpath(path, folder)
 
 
 def to_unit_float(pixels):
@@ -53,12 +80,6 @@ def from_unit_float(values, dtype=np.uint8):
         raise SuperResError(f"output dtype {dtype}: expected uint8 or uint16")
     peak = 255.0 if dtype == np.uint8 else 65535.0
     return np.round(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
-
-
-# The rules of stylegan_tl.dataset.open_image, kept identical (the two readers are to be merged).
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-MAX_FILE_BYTES = 512 << 20
-MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (about 9459 x 9459 pixels)
 
 
 def open_image(path):
@@ -96,35 +117,37 @@ def open_image(path):
     return image, data
 
 
-def _png_bit_depth(data):
-    """Bit depth stored in a PNG's IHDR chunk, or None if `data` is not a PNG."""
-    if len(data) >= 25 and data[:8] == _PNG_SIGNATURE:
-        return data[24]
+def _png_colour_16(data):
+    """The IHDR colour type of a 16-bit colour PNG (RGB, grey+alpha, RGBA), else None (Pillow
+    decodes 16-bit grey exactly but keeps only 8 bits of colour)."""
+    if len(data) >= 26 and data[:8] == _PNG_SIGNATURE and data[24] == 16 and data[25] in (2, 4, 6):
+        return data[25]
     return None
 
 
 def _decode_png16(data, path):
-    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA) -> uint16 HWC; PIL keeps only 8 bits of RGB."""
-    import tensorflow as tf  # imported here: reading 8-bit images needs no TensorFlow
+    """A 16-bit colour PNG -> uint16 HWC (2, 3 or 4 channels)."""
+    import tensorflow as tf  # imported here: every other image needs no TensorFlow
     try:
         return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.OpError as error:
         raise ImageReadError(f"{path}: broken 16-bit PNG ({error.message.splitlines()[0]})") from None
 
 
-_MODE_CHANNELS = {"1": 1, "L": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "LA": 2, "La": 2, "RGBA": 4, "RGBa": 4,
-                  "PA": 4}  # every other mode read_image accepts gives 3 channels
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # IHDR colour type -> channels (16-bit PNGs)
+_MODE_CHANNELS = {"1": 1, "L": 1, "LA": 2, "La": 2, "RGBA": 4, "RGBa": 4, "PA": 4,
+                  **{mode: 1 for mode in _SIXTEEN_BIT_MODES}}  # every other mode read_image accepts gives 3
+_PNG_CHANNELS = {2: 3, 4: 2, 6: 4}  # IHDR colour type -> channels (16-bit colour PNGs)
 
 
 def probe_image(path):
     """``(channels, is 16-bit)`` of the array :func:`read_image` would return, from the header only."""
     image, data = open_image(path)
-    if _png_bit_depth(data) == 16:
-        return _PNG_CHANNELS.get(data[25], 3), True
+    colour = _png_colour_16(data)
+    if colour is not None:
+        return _PNG_CHANNELS[colour], True
     if image.mode == "P":
         return (4 if "transparency" in image.info else 3), False
-    return _MODE_CHANNELS.get(image.mode, 3), image.mode.startswith("I;16")
+    return _MODE_CHANNELS.get(image.mode, 3), image.mode in _SIXTEEN_BIT_MODES
 
 
 def pil_to_array(image, path):
@@ -132,13 +155,15 @@ def pil_to_array(image, path):
     mode = image.mode
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16)[..., None]
+    elif mode in _SIXTEEN_BIT_MODES:  # 16-bit grey ('I': 32-bit integers, clipped to 16 bits)
+        values = np.asarray(image)
+        values = np.clip(values, 0, 65535) if mode == "I" else values
+        return values.astype(np.uint16, copy=False)[..., None]
     elif mode in _MODE_CONVERSIONS:
         image = image.convert(_MODE_CONVERSIONS[mode])
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         raise ImageReadError(f"{path}: unsupported image mode {mode!r} "
-                             "(expected grey, RGB, RGBA, palette or 16-bit PNG)")
+                             "(expected grey, RGB, RGBA, palette or 16-bit)")
     array = np.asarray(image)
     return array[..., None] if array.ndim == 2 else array
 
@@ -146,16 +171,17 @@ def pil_to_array(image, path):
 def read_image(path, min_side=1):
     """Read an image file -> (uint8 or uint16 HWC array with C in 1..4, EXIF bytes or None).
 
-    EXIF orientation is applied (the array is upright). Palette images become RGB/RGBA, 16-bit PNGs
-    stay 16-bit. Raises ImageReadError naming `path` for a missing, empty, broken, refused (see
-    :func:`open_image`) or too-small file.
+    EXIF orientation is applied (the array is upright). Palette images become RGB/RGBA, 16-bit
+    files stay 16-bit. Raises ImageReadError naming `path` for a missing, empty, broken, refused
+    (see :func:`open_image`) or too-small file.
     """
     image, data = open_image(path)
     try:
         image.load()
         exif = image.info.get("exif")
-        if _png_bit_depth(data) == 16:
-            array = _decode_png16(data, path)
+        if _png_colour_16(data) is not None:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            array = _UPRIGHT.get(orientation, lambda a: a)(_decode_png16(data, path))
         else:
             array = pil_to_array(ImageOps.exif_transpose(image), path)
     except (OSError, SyntaxError, ValueError) as error:
@@ -164,43 +190,27 @@ def read_image(path, min_side=1):
     if min(height, width) < min_side:
         raise ImageReadError(f"{path}: too small ({width}x{height} pixels, need at least "
                              f"{min_side} on each side)")
-    return array, exif
+    return np.ascontiguousarray(array), exif
 
 
-def _umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def upright_size(path):
+    """``(width, height)`` of an image file after its EXIF orientation, from the header only."""
+    image, _ = open_image(path)
+    width, height = image.size
+    return (height, width) if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
 
 
-def atomic_write_bytes(path, data):
-    """Write `data` to a hidden temp file beside `path` (``.<name>.<random>.tmp``, which no reader's
-    suffix matches), fsync it, then rename it over `path`; on any failure the temp file is removed.
-
-    The file gets the usual permissions (0o666 minus the umask), not mkstemp's private 0o600.
-    A folder that cannot be created or written (or a full disk) raises SuperResError naming `path`.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{name[:80]}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise SuperResError(f"{path}: cannot write ({error.strerror}: {error.filename})") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            os.fchmod(out.fileno(), 0o666 & ~_umask())
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        os.remove(tmp)
-        raise SuperResError(f"{path}: cannot write ({error.strerror})") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def to_uint8(pixels):
+    """uint8/uint16 HWC integers -> uint8 (16-bit rounded to 8: x * 255/65535, in float32 in place,
+    so a large 16-bit photo costs its samples plus one float32 copy at most)."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype != np.uint16:
+        raise SuperResError(f"pixels of dtype {pixels.dtype}: expected uint8 or uint16")
+    values = pixels.astype(np.float32)
+    del pixels
+    values *= np.float32(255.0 / 65535.0)
+    return np.rint(values, out=values).astype(np.uint8)
 
 
 def encode_image(array, path, quality=95, exif=None):
@@ -230,14 +240,27 @@ def encode_image(array, path, quality=95, exif=None):
     return buffer.getvalue()
 
 
+def image_grid(images, cols=None):
+    """Tile uint8 NHWC images into one [rows*H, cols*W, C] image, row by row (blank cells are
+    black); ``cols`` defaults to the smallest square grid."""
+    n, h, w, c = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    grid = np.zeros([rows * h, cols * w, c], dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = image
+    return grid
+
+
 def _upright_exif(exif_bytes):
     """EXIF bytes with the orientation tag reset to 1 (pixels were already turned upright)."""
     exif = Image.Exif()
     exif.load(exif_bytes)
-    exif[0x0112] = 1
+    exif[_EXIF_ORIENTATION] = 1
     return exif.tobytes()
 
 
 def write_image(path, array, quality=95, exif=None):
     """Atomically write a uint8/uint16 HWC array to `path` (format from the suffix)."""
-    atomic_write_bytes(path, encode_image(array, path, quality=quality, exif=exif))
+    files.write_bytes(path, encode_image(array, path, quality=quality, exif=exif), SuperResError)

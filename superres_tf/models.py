@@ -8,7 +8,7 @@ from superres_tf.edsr import build_edsr
 from superres_tf.errors import ConfigError
 from superres_tf.unet import build_unet
 
-BUILDERS = {"edsr": build_edsr, "unet": build_unet}
+BUILDERS = {"edsr": build_edsr, "unet": build_unet}  # keys: superres_tf.options.ARCHS
 # Builder keywords of each type, besides 'scale' (what a command line may set).
 KEYWORDS = {"edsr": ("width", "blocks", "output"), "unet": ("width", "depth", "convs")}
 

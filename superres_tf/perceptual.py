@@ -21,6 +21,8 @@ from absl import logging
 from superres_tf.errors import ConfigError
 from superres_tf.features import LITE0_TAPS, VGG16_TAPS, Backbone, load_backbone
 
+NO_BACKBONE = "none"  # backbone of a pixel-only loss (no layers): no feature network is loaded
+PIXEL_ONLY_SOURCE = "none (pixel L1 loss only)"
 DEFAULT_LAYERS = VGG16_TAPS
 DEFAULT_WEIGHTS = (0.05, 0.15, 0.02)
 DEFAULT_GRAM_WEIGHTS = (0.005, 0.015, 0.002)
@@ -56,7 +58,8 @@ class PerceptualLoss(keras.losses.Loss):
       backbone: a `features.Backbone`, or a `features.load_backbone` name: 'vgg16' (default:
         ImageNet weights from Keras' cache or download, else a seeded random VGG16 with a loud
         warning), 'auto' (VGG16 ImageNet, else EfficientNet-Lite0 ImageNet from its package),
-        'efficientnet_lite0', or 'random' (tests).
+        'efficientnet_lite0', or 'random' (tests); 'none' (NO_BACKBONE) with ``layers=()``: a
+        pixel-only loss that loads no feature network.
       backbone_weights: a weights file overriding the backbone's default source.
       layers: names of the backbone's layers whose outputs are compared; None: its default taps.
       weights: one weight per layer for the feature terms; None: `LOSS_DEFAULTS` of the backbone.
@@ -82,6 +85,14 @@ class PerceptualLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
         if vgg_weights != "imagenet":  # the VGG16-only spelling
             backbone, backbone_weights = ("random", None) if vgg_weights is None else ("vgg16", vgg_weights)
+        self.pixel_weight, self.seed, self.backbone_weights = pixel_weight, seed, backbone_weights
+        if backbone == NO_BACKBONE:
+            if layers is None or len(layers) or weights or gram_weights:
+                raise ConfigError("PerceptualLoss: backbone 'none' is a pixel-only loss (layers=())")
+            self.backbone, self.layers, self.weights, self.gram_weights = None, (), (), ()
+            self.weights_source, self.features = PIXEL_ONLY_SOURCE, None
+            logging.info("perceptual loss: pixel L1 only (no feature network)")
+            return
         if not isinstance(backbone, Backbone):
             backbone = load_backbone(backbone, backbone_weights, seed=seed)
         taps, default_weights, default_grams = LOSS_DEFAULTS[backbone.name]
@@ -95,15 +106,17 @@ class PerceptualLoss(keras.losses.Loss):
                               f"{'no' if weights is None else len(weights)} weights and "
                               f"{len(gram_weights)} gram_weights")
         self.backbone, self.layers, self.weights = backbone, layers, tuple(weights)
-        self.gram_weights, self.pixel_weight, self.seed = tuple(gram_weights), pixel_weight, seed
-        self.backbone_weights = backbone_weights
+        self.gram_weights = tuple(gram_weights)
         self.weights_source = backbone.source
         self.features = backbone.feature_model(layers) if layers else None
         logging.info("perceptual loss: %s, weights = %s", backbone.name, self.weights_source)
 
     @property
     def backbone_info(self):
-        """{'name', 'pretrained', 'source', 'taps'} of the backbone, 'taps' being the compared layers."""
+        """{'name', 'pretrained', 'source', 'taps'} of the backbone, 'taps' being the compared layers;
+        'none' for a pixel-only loss."""
+        if self.backbone is None:
+            return NO_BACKBONE
         return {**self.backbone.info, "taps": list(self.layers)}
 
     def per_term(self, y_true, y_pred):
@@ -134,8 +147,12 @@ class PerceptualLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
-        backbone = self.backbone.name if self.backbone.pretrained else {
-            "vgg16": "random", "efficientnet_lite0": "random_efficientnet_lite0"}[self.backbone.name]
+        if self.backbone is None:
+            backbone = NO_BACKBONE
+        elif self.backbone.pretrained:
+            backbone = self.backbone.name
+        else:
+            backbone = {"vgg16": "random", "efficientnet_lite0": "random_efficientnet_lite0"}[self.backbone.name]
         return {**super().get_config(), "backbone": backbone, "backbone_weights": self.backbone_weights,
                 "layers": list(self.layers), "weights": list(self.weights),
                 "gram_weights": list(self.gram_weights), "pixel_weight": self.pixel_weight, "seed": self.seed}

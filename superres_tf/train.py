@@ -1,7 +1,8 @@
 """Train a super-resolution network (EDSR-like or U-Net) with the perceptual loss.
 
 `python -m superres_tf.train --data=DIR --scale=4 --outdir=DIR [--resume] ...` or
-`run_training(data, outdir, scale=4, ...)` from Python. Progressive resizing: stage k trains on
+`run_training(data, outdir, scale=4, ...)` from Python; every option is a field of
+:class:`superres_tf.options.Options` (flags, keywords and config.json come from there). Progressive resizing: stage k trains on
 crops of `crops[k]` pixels for `stage_epochs[k]` epochs; every photo is also used at the
 fractions of its size in `photo_scales` (scale augmentation). AdamW with a one-cycle or cosine learning
 rate over all steps. After every epoch: a checkpoint (model weights, optimizer state, epoch) in
@@ -12,6 +13,7 @@ backbone of the perceptual loss with where its weights came from; random feature
 leave `outdir/WARNING_RANDOM_FEATURES.txt`.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -20,20 +22,17 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
-from tensorflow.core.framework import summary_pb2
+from absl import logging
 
-from superres_tf import dataset, metrics
+from superres_tf import conventions, dataset, files, images, metrics
 from superres_tf.enhance import enhance_image
 from superres_tf.errors import ConfigError, SuperResError, WeightsError
-from superres_tf.images import atomic_write_bytes, from_unit_float
-from superres_tf.features import NAMES as BACKBONES
 from superres_tf.features import dtype_policy, float32_policy
-from superres_tf.perceptual import PerceptualLoss
-from superres_tf.models import KEYWORDS, build_model, make_arch
+from superres_tf.images import from_unit_float
+from superres_tf.models import build_model, make_arch
+from superres_tf.options import PRECISIONS, STRATEGIES, Degradation, Options
+from superres_tf.perceptual import NO_BACKBONE, PerceptualLoss
 
-STRATEGIES = ("default", "mirrored", "one_device")
-PRECISIONS = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 WARNING_FILE = "WARNING_RANDOM_FEATURES.txt"
 
 
@@ -70,24 +69,6 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 "div": self.div, "final_div": self.final_div}
 
 
-def _summary_metadata(plugin):
-    """TensorBoard plugin metadata, so events need only TensorFlow (no tensorboard package)."""
-    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
-
-
-def write_scalar(tag, value, step):
-    """One TensorBoard scalar into the default summary writer."""
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
-                     metadata=_summary_metadata("scalars"))
-
-
-def write_image(tag, rgb, step):
-    """One HWC float [0, 1] image (PNG-encoded) into the default summary writer."""
-    png = tf.io.encode_png(tf.constant(from_unit_float(rgb)))
-    tensor = tf.stack([tf.as_string(rgb.shape[1]), tf.as_string(rgb.shape[0]), png])
-    tf.summary.write(tag, tensor, step=step, metadata=_summary_metadata("images"))
-
-
 class LossLogger(keras.callbacks.Callback):
     """Training loss and learning rate to TensorBoard every `every` optimizer steps."""
 
@@ -99,20 +80,19 @@ class LossLogger(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         if logs and step % self.every == 0:
             with self.writer.as_default(step=step):
-                write_scalar("train/loss", logs["loss"], step)
-                write_scalar("train/learning_rate", self.model.optimizer.learning_rate, step)
+                files.write_scalar("train/loss", logs["loss"], step)
+                files.write_scalar("train/learning_rate", self.model.optimizer.learning_rate, step)
 
 
 def save_model_atomic(model, path):
-    """model.save to a temp .keras name beside `path`, then rename."""
-    tmp = f"{path[:-len('.keras')]}.tmp{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    """model.save to a hidden temp .keras name beside `path`, then rename (superres_tf.files)."""
+    with files.atomic_path(path, SuperResError, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 def write_json(path, data):
     """Atomically write `data` as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+    files.write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode(), SuperResError)
 
 
 def get_strategy(name):
@@ -128,16 +108,14 @@ def get_strategy(name):
 
 
 def _save_arrays(path, arrays):
-    """Atomically save a list of arrays as an .npz (keys keep the order)."""
-    tmp = f"{path[:-len('.npz')]}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **{f"a{i:05d}": a for i, a in enumerate(arrays)})
-    os.replace(tmp, path)
+    """Atomically save a list of arrays as an .npz (keys a00000, a00001, ... keep the order)."""
+    files.save_arrays(path, {f"a{i:05d}": a for i, a in enumerate(arrays)}, SuperResError)
 
 
 def _load_arrays(path):
     """The list of arrays saved by _save_arrays."""
-    with np.load(path) as saved:
-        return [saved[k] for k in sorted(saved.files)]
+    arrays, _ = files.load_arrays(path)
+    return [arrays[k] for k in sorted(arrays)]
 
 
 class Checkpointer:
@@ -207,9 +185,9 @@ class EpochEnd(keras.callbacks.Callback):
                          epoch + 1, psnr, base_psnr, ssim, base_ssim)
             with self.writer.as_default(step=epoch + 1):
                 for key, value in {**self.last, **{f"loss_{k}": np.mean(v) for k, v in terms.items()}}.items():
-                    write_scalar(f"heldout/{key}", value, epoch + 1)
+                    files.write_scalar(f"heldout/{key}", value, epoch + 1)
                 for index, panel in enumerate(panels):
-                    write_image(f"heldout/bicubic_model_truth_{index}", panel, epoch + 1)
+                    files.write_image(f"heldout/bicubic_model_truth_{index}", from_unit_float(panel), epoch + 1)
             self.writer.flush()
         self.checkpointer.save(self.model, self.model.optimizer, epoch + 1)
         self.export(self.model)
@@ -225,89 +203,100 @@ def _export_fn(arch, path):
     return export
 
 
-def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2, blocks=12, output="luma",
-                 crops=(96, 192), stage_epochs=(4, 2), photo_scales=(1.0,),
-                 steps_per_epoch=100, batch_size=16, max_lr=1e-3, schedule="onecycle",
-                 weight_decay=1e-4, holdout=0.2, seed=0, backbone="auto", backbone_weights=None,
-                 loss_layers=None, loss_weights=None, gram_weights=None, pixel_weight=1.0, degradation=None,
-                 mixed_precision="none", strategy="default", resume=False, val_max_side=256,
-                 verbose="auto"):
+def make_options(data, outdir, **options) -> Options:
+    """:class:`Options` from run_training's arguments: ``degradation`` may also be a dict of
+    :class:`Degradation` fields (missing ones take its defaults) or None (the defaults)."""
+    names = {f.name for f in dataclasses.fields(Options)}
+    unknown = set(options) - names
+    if unknown:
+        raise TypeError(f"run_training: unknown option(s) {sorted(unknown)}")
+    degradation = options.get("degradation")
+    if degradation is None or isinstance(degradation, dict):
+        try:
+            options["degradation"] = Degradation(**(degradation or {}))
+        except TypeError:
+            known = [f.name for f in dataclasses.fields(Degradation)]
+            raise ConfigError(f"degradation={degradation!r}: expected keys among {', '.join(known)}") from None
+    return Options(data=data, outdir=outdir, **options)
+
+
+def _check(opts):
+    if len(opts.crops) != len(opts.stage_epochs):
+        raise ConfigError(f"{len(opts.crops)} crop sizes but {len(opts.stage_epochs)} stage epoch counts")
+    for name in ("schedule", "mixed_precision", "strategy"):
+        choices = next(f.metadata["choices"] for f in dataclasses.fields(Options) if f.name == name)
+        if getattr(opts, name) not in choices:
+            raise ConfigError(f"{name}={getattr(opts, name)!r}: expected one of {', '.join(choices)}")
+
+
+def run_training(data, outdir, **options):
     """Train (or resume) a network on the photos in `data`; write everything into `outdir`.
 
-    `arch` is 'edsr' (uses width, blocks, output) or 'unet' (uses width, depth, convs); see
-    superres_tf.models. `backbone` ('auto', 'vgg16', 'efficientnet_lite0', 'random') and
-    `backbone_weights` (a file) choose the perceptual loss's features (superres_tf.features);
-    `loss_layers`/`loss_weights`/`gram_weights` default to the backbone's taps and weights, and
-    an empty `loss_layers` is a pixel-only L1 loss.
+    `options` are :class:`superres_tf.options.Options` fields (each documented there), e.g. scale,
+    arch ('edsr' uses width, blocks, output; 'unet' uses width, depth, convs; see
+    superres_tf.models), crops, stage_epochs, max_lr, holdout, degradation, resume. `backbone`
+    ('auto', 'vgg16', 'efficientnet_lite0', 'random') and `backbone_weights` (a file) choose the
+    perceptual loss's features (superres_tf.features); `loss_layers`/`loss_weights`/`gram_weights`
+    default to the backbone's taps and weights, and an empty `loss_layers` is a pixel-only L1
+    loss (no backbone is loaded).
 
     Returns a dict: 'model' (path of outdir/model.keras), 'config' (path of config.json),
     'weights_source' (where the feature weights came from), 'heldout' (file names), 'metrics' (last held-out
     PSNR-Y/SSIM-Y of model and bicubic) and 'epochs_done'.
     """
-    if len(crops) != len(stage_epochs):
-        raise ConfigError(f"{len(crops)} crop sizes but {len(stage_epochs)} stage epoch counts")
-    if schedule not in ("onecycle", "cosine"):
-        raise ConfigError(f"schedule={schedule!r}: expected 'onecycle' or 'cosine'")
-    if mixed_precision not in PRECISIONS:
-        raise ConfigError(f"mixed_precision={mixed_precision!r}: expected one of {sorted(PRECISIONS)}")
-    degradation = dict(dataset.DEFAULT_DEGRADATION if degradation is None else degradation)
+    opts = make_options(data, outdir, **options)
+    _check(opts)
+    degradation = dataclasses.asdict(opts.degradation)
     try:
         os.makedirs(outdir, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"{outdir}: cannot create the output folder ({error.strerror})") from None
     config_path, model_path = os.path.join(outdir, "config.json"), os.path.join(outdir, "model.keras")
     checkpointer = Checkpointer(os.path.join(outdir, "checkpoint"))
-    if os.path.exists(checkpointer.state) and not resume:
+    if os.path.exists(checkpointer.state) and not opts.resume:
         raise ConfigError(f"{outdir}: holds a checkpoint; pass --resume to continue it or use a new --outdir")
 
-    train_images, held_images = dataset.load_folder(data, min(crops), holdout=holdout, seed=seed)
-    heldout = dataset.heldout_pairs(held_images, scale, seed, degradation, max_side=val_max_side)
-    with dtype_policy(PRECISIONS[mixed_precision]):
-        keras.utils.set_random_seed(seed)
-        arch = make_arch(arch, scale, width=width, depth=depth, convs=convs, blocks=blocks, output=output)
-        total_steps = sum(stage_epochs) * steps_per_epoch
-        with get_strategy(strategy).scope():
+    train_images, held_images = dataset.load_folder(data, min(opts.crops), holdout=opts.holdout, seed=opts.seed)
+    heldout = dataset.heldout_pairs(held_images, opts.scale, opts.seed, degradation, max_side=opts.val_max_side)
+    with dtype_policy(PRECISIONS[opts.mixed_precision]):
+        keras.utils.set_random_seed(opts.seed)
+        arch = make_arch(opts.arch, opts.scale, width=opts.width, depth=opts.depth, convs=opts.convs,
+                         blocks=opts.blocks, output=opts.output)
+        total_steps = sum(opts.stage_epochs) * opts.steps_per_epoch
+        with get_strategy(opts.strategy).scope():
             model = build_model(arch)
-            if loss_layers is not None and not len(loss_layers):  # pixel L1 only
-                loss_weights, gram_weights = (), ()
-            loss = PerceptualLoss(backbone=backbone, backbone_weights=backbone_weights, layers=loss_layers,
-                                  weights=loss_weights, gram_weights=gram_weights, pixel_weight=pixel_weight,
-                                  seed=seed)
-            rate = OneCycle(max_lr, total_steps, pct_start=0.25 if schedule == "onecycle" else 0.0)
-            optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+            loss = _loss(opts)
+            rate = OneCycle(opts.max_lr, total_steps, pct_start=0.25 if opts.schedule == "onecycle" else 0.0)
+            optimizer = keras.optimizers.AdamW(rate, weight_decay=opts.weight_decay)
             model.compile(optimizer=optimizer, loss=loss)
-            done = checkpointer.restore(model, optimizer) if resume else 0
+            done = checkpointer.restore(model, optimizer) if opts.resume else 0
 
-        config = {"data": os.path.abspath(data), "arch": arch, "crops": list(crops),
-                  "stage_epochs": list(stage_epochs), "photo_scales": list(photo_scales),
-                  "steps_per_epoch": steps_per_epoch,
-                  "batch_size": batch_size, "max_lr": max_lr, "schedule": schedule,
-                  "weight_decay": weight_decay, "seed": seed, "degradation": degradation,
+        config = {**dataclasses.asdict(opts), "data": os.path.abspath(data), "arch": arch,
                   "loss": loss.get_config(), "features": loss.backbone_info,
                   "features_source": loss.weights_source,
-                  "mixed_precision": mixed_precision, "strategy": strategy,
-                  "train_files": [os.path.basename(p) for p, _ in train_images],
-                  "heldout_files": [os.path.basename(p) for p, _ in held_images],
+                  "train_files": [images.image_name(p, data) for p, _ in train_images],
+                  "heldout_files": [images.image_name(p, data) for p, _ in held_images],
                   "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
         write_json(config_path, config)
         if loss.weights_source.startswith("RANDOM"):
-            atomic_write_bytes(os.path.join(outdir, WARNING_FILE),
-                               f"WARNING: the perceptual loss of this run used a {loss.weights_source}.\n"
-                               "Its features are not ImageNet features: not a perceptual loss.\n".encode())
+            files.write_bytes(os.path.join(outdir, WARNING_FILE),
+                              f"WARNING: the perceptual loss of this run used a {loss.weights_source}.\n"
+                              "Its features are not ImageNet features: not a perceptual loss.\n".encode(),
+                              SuperResError)
 
         writer = tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "heldout"))
-        epoch_end = EpochEnd(heldout, scale, loss, checkpointer, _export_fn(arch, model_path), writer,
-                             tile=max(16, val_max_side // scale))
+        epoch_end = EpochEnd(heldout, opts.scale, loss, checkpointer, _export_fn(arch, model_path), writer,
+                             tile=max(16, opts.val_max_side // opts.scale))
         board = LossLogger(tf.summary.create_file_writer(os.path.join(outdir, "tensorboard", "train")))
-        fit_verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
+        fit_verbose = (1 if sys.stdout.isatty() else 2) if opts.verbose == "auto" else opts.verbose
         start = 0
-        for stage, (crop, epochs) in enumerate(zip(crops, stage_epochs)):
+        for stage, (crop, epochs) in enumerate(zip(opts.crops, opts.stage_epochs)):
             end, first = start + epochs, max(start, done)
             if first < end:
                 logging.info("stage %d: crops of %d px, epochs %d..%d", stage, crop, first + 1, end)
-                stream = dataset.pair_dataset(train_images, scale, crop, batch_size, (seed, stage, first),
-                                              degradation, photo_scales)
-                model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=steps_per_epoch,
+                stream = dataset.pair_dataset(train_images, opts.scale, crop, opts.batch_size,
+                                              (opts.seed, stage, first), degradation, opts.photo_scales)
+                model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=opts.steps_per_epoch,
                           callbacks=[board, epoch_end], verbose=fit_verbose)
             start = end
         if done >= start and not os.path.exists(model_path):
@@ -321,96 +310,21 @@ def run_training(data, outdir, scale=4, arch="unet", width=32, depth=2, convs=2,
     return result
 
 
-FLAGS = flags.FLAGS
+def _loss(opts):
+    """The run's PerceptualLoss; an empty ``loss_layers`` is pixel L1 only, with no backbone."""
+    if opts.loss_layers is not None and not len(opts.loss_layers):
+        return PerceptualLoss(backbone=NO_BACKBONE, layers=(), weights=(), gram_weights=(),
+                              pixel_weight=opts.pixel_weight, seed=opts.seed)
+    return PerceptualLoss(backbone=opts.backbone, backbone_weights=opts.backbone_weights, layers=opts.loss_layers,
+                          weights=opts.loss_weights, gram_weights=opts.gram_weights,
+                          pixel_weight=opts.pixel_weight, seed=opts.seed)
 
 
-def define_flags():
-    """Command-line flags (defined only when run as a script, so importing adds none)."""
-    flags.DEFINE_string("data", None, "Folder of training photos.")
-    flags.DEFINE_string("outdir", None, "Output folder (checkpoints, model.keras, TensorBoard, config.json).")
-    flags.DEFINE_integer("scale", 4, "Upscaling factor: 1, 2 or 4.")
-    flags.DEFINE_enum("arch", "unet", sorted(KEYWORDS), "Network: 'edsr' (residual blocks at low "
-                      "resolution) or 'unet'.")
-    flags.DEFINE_integer("width", 32, "Channels (edsr: of every conv; unet: at the first level).")
-    flags.DEFINE_integer("depth", 2, "unet: levels.")
-    flags.DEFINE_integer("convs", 2, "unet: 3x3 convs per level.")
-    flags.DEFINE_integer("blocks", 12, "edsr: residual blocks.")
-    flags.DEFINE_enum("output", "luma", ["luma", "rgb"], "edsr: grey residual (chroma stays bicubic) or colour.")
-    flags.DEFINE_list("photo_scales", ["1.0"], "Fractions of each photo's size used for training crops.")
-    flags.DEFINE_list("crops", ["96", "192"], "High-resolution crop size of each progressive-resizing stage.")
-    flags.DEFINE_list("stage_epochs", ["4", "2"], "Epochs of each stage.")
-    flags.DEFINE_integer("steps_per_epoch", 100, "Optimizer steps per epoch.")
-    flags.DEFINE_integer("batch_size", 16, "Global batch size.")
-    flags.DEFINE_float("lr", 1e-3, "Peak learning rate.")
-    flags.DEFINE_enum("schedule", "onecycle", ["onecycle", "cosine"], "Learning-rate schedule.")
-    flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
-    flags.DEFINE_float("holdout", 0.2, "Fraction of the files held out (by file) for evaluation.")
-    flags.DEFINE_integer("seed", 0, "Seed of the split, the initial weights and the data stream.")
-    flags.DEFINE_enum("backbone", "auto", list(BACKBONES), "Features of the perceptual loss: 'auto' (VGG16 "
-                      "ImageNet if cached or downloadable, else EfficientNet-Lite0 ImageNet from its "
-                      "package), 'vgg16', 'efficientnet_lite0', or 'random' (tests only).")
-    flags.DEFINE_string("backbone_weights", None, "A weights file for the backbone (overrides its default source).")
-    flags.DEFINE_list("loss_layers", None, "Backbone layers of the feature loss (default: the backbone's "
-                      "taps; '' = pixel L1 only).")
-    flags.DEFINE_list("loss_weights", None, "Feature-loss weight per layer (default: the backbone's).")
-    flags.DEFINE_list("gram_weights", None, "Gram-loss weight per layer (default: the backbone's).")
-    flags.DEFINE_float("pixel_weight", 1.0, "Pixel L1 weight.")
-    flags.DEFINE_list("jpeg_quality", ["10", "70"], "JPEG quality range of the degradation ('' = no JPEG).")
-    flags.DEFINE_float("jpeg_prob", 1.0, "Probability of the JPEG step.")
-    flags.DEFINE_float("blur_prob", 1.0, "Probability of the blur step (when --blur_sigma is set).")
-    flags.DEFINE_float("noise_prob", 1.0, "Probability of the noise step (when --noise_sigma is set).")
-    flags.DEFINE_list("blur_sigma", [], "Gaussian blur sigma range before the downscale (empty = none).")
-    flags.DEFINE_list("noise_sigma", [], "Gaussian noise sigma range, 0-255 units (empty = none).")
-    flags.DEFINE_enum("resample", "bicubic", ["bicubic", "bilinear"], "Downscaling filter.")
-    flags.DEFINE_enum("mixed_precision", "none", sorted(PRECISIONS), "Mixed precision (bf16 suits recent CPUs).")
-    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
-    flags.DEFINE_bool("resume", False, "Continue the checkpoint in --outdir (epoch, step, optimizer).")
-    flags.DEFINE_integer("val_max_side", 256, "Held-out photos are centre-cropped to this size for per-epoch metrics.")
-
-
-def _range(values, cast=float):
-    """Flag list -> None (empty) or a (low, high) tuple."""
-    values = [cast(v) for v in values if v != ""]
-    return None if not values else (values[0], values[-1])
-
-
-def _names(values):
-    """Flag list -> None (flag not given) or a tuple of the non-empty names."""
-    return None if values is None else tuple(v for v in values if v)
-
-
-def _floats(values):
-    return None if values is None else tuple(float(v) for v in values if v != "")
-
-
-def main(argv):
-    del argv
-    if not FLAGS.data or not FLAGS.outdir:
-        print("error: --data and --outdir are required", file=sys.stderr)
-        sys.exit(2)
-    degradation = {"resample": FLAGS.resample, "jpeg_quality": _range(FLAGS.jpeg_quality, int),
-                   "jpeg_prob": FLAGS.jpeg_prob, "blur_sigma": _range(FLAGS.blur_sigma),
-                   "blur_prob": FLAGS.blur_prob, "noise_sigma": _range(FLAGS.noise_sigma),
-                   "noise_prob": FLAGS.noise_prob}
-    try:
-        result = run_training(
-            FLAGS.data, FLAGS.outdir, scale=FLAGS.scale, arch=FLAGS.arch, width=FLAGS.width,
-            depth=FLAGS.depth, convs=FLAGS.convs, blocks=FLAGS.blocks, output=FLAGS.output,
-            crops=[int(c) for c in FLAGS.crops], photo_scales=[float(f) for f in FLAGS.photo_scales],
-            stage_epochs=[int(e) for e in FLAGS.stage_epochs], steps_per_epoch=FLAGS.steps_per_epoch,
-            batch_size=FLAGS.batch_size, max_lr=FLAGS.lr, schedule=FLAGS.schedule,
-            weight_decay=FLAGS.weight_decay, holdout=FLAGS.holdout, seed=FLAGS.seed,
-            backbone=FLAGS.backbone, backbone_weights=FLAGS.backbone_weights,
-            loss_layers=_names(FLAGS.loss_layers), loss_weights=_floats(FLAGS.loss_weights),
-            gram_weights=_floats(FLAGS.gram_weights), pixel_weight=FLAGS.pixel_weight,
-            degradation=degradation, mixed_precision=FLAGS.mixed_precision,
-            strategy=FLAGS.strategy, resume=FLAGS.resume, val_max_side=FLAGS.val_max_side)
-    except (SuperResError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(result, indent=2))
+def run_from_flags():
+    """Train as the flags say; returns the result as JSON lines."""
+    return [json.dumps(run_training(**conventions.options_from_flags(Options)), indent=2)]
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    conventions.define_flags(Options)
+    conventions.run(run_from_flags)

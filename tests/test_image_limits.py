@@ -1,5 +1,6 @@
-"""Both image readers (stylegan_tl.dataset and superres_tf.images) apply the same rules to hostile files:
-an allow-list of formats, regular files only, a file-size cap and a pixel cap, each refused with one
+"""One image reader for both halves (superres_tf.images; stylegan_tl.dataset adds its crop on top): the
+same file list for the same folder, the same pixels, and the same rules for hostile files: an
+allow-list of formats, regular files only, a file-size cap and a pixel cap, each refused with one
 line naming the file, quickly. Run in a child process: a reader that hangs cannot hang the suite."""
 
 import os
@@ -93,9 +94,42 @@ def test_allowed_formats_still_read(tmp_path, read):
         assert (result[0] if isinstance(result, tuple) else result).size > 0, fmt
 
 
-def test_the_two_readers_share_their_rules():
-    assert dataset.ALLOWED_FORMATS == images.ALLOWED_FORMATS
-    assert dataset.MAX_FILE_BYTES == images.MAX_FILE_BYTES and dataset.MAX_PIXELS == images.MAX_PIXELS
+def test_both_halves_list_the_same_files_of_a_folder(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    for name, fmt in (("b.jpg", "JPEG"), ("A.PNG", "PNG"), ("sky/c.tif", "TIFF"), ("sky/deep/d.bmp", "BMP"),
+                      ("e.webp", "WEBP"), ("f.gif", "GIF")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(tmp_path / name, format=fmt)
+    (tmp_path / "notes.txt").write_text("not an image")
+    listed = images.list_images(str(tmp_path))
+    assert dataset.list_image_files(str(tmp_path)) == listed
+    assert [images.image_name(p, str(tmp_path)) for p in listed] == [
+        "A.PNG", "b.jpg", "e.webp", os.path.join("sky", "c.tif"), os.path.join("sky", "deep", "d.bmp")]
+
+
+def png16_turned(rgba, orientation):
+    """A 16-bit RGBA PNG whose eXIf chunk (after IHDR) carries an EXIF orientation."""
+    import tensorflow as tf
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = b"eXIf" + exif.tobytes()[len(b"Exif\x00\x00"):]
+    png = tf.io.encode_png(rgba).numpy()
+    ihdr_end = 8 + 25
+    return png[:ihdr_end] + struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body)) + png[ihdr_end:]
+
+
+def test_stylegan_pixels_are_the_readers_pixels_squared(tmp_path):
+    # A 16-bit RGBA PNG turned by EXIF: both halves see it upright and at 16 bits (Pillow alone would
+    # keep 8); StyleGAN rounds to 8 bits, composites the alpha on black and crops (nothing to crop here).
+    rgba = np.random.RandomState(0).randint(0, 65536, (6, 6, 4)).astype(np.uint16)
+    rgba[..., 3] = 65535
+    path = tmp_path / "deep.png"
+    path.write_bytes(png16_turned(rgba, 6))  # 6: turn 90 degrees clockwise to be upright
+    pixels, _ = images.read_image(str(path))
+    assert pixels.dtype == np.uint16
+    np.testing.assert_array_equal(pixels, np.rot90(rgba, -1))
+    chw = dataset.load_image(str(path), 6)
+    np.testing.assert_array_equal(chw.transpose(1, 2, 0), images.to_uint8(pixels)[..., :3])
 
 
 def test_a_16_bit_photo_is_converted_in_float32(tmp_path):

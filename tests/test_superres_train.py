@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from superres_tf import features
+from superres_tf import features, perceptual
 from superres_tf.errors import ConfigError
 from superres_tf.train import WARNING_FILE, OneCycle, features_source, run_training
 
@@ -100,7 +100,10 @@ def test_mixed_precision_run_exports_a_float32_model_and_restores_the_policy(pho
     assert all(w.dtype == "float32" for w in model.weights)
 
 
-def test_an_edsr_with_a_pixel_only_loss_trains_from_scaled_photos(photos, tmp_path):
+def test_an_edsr_with_a_pixel_only_loss_trains_from_scaled_photos(photos, tmp_path, monkeypatch):
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("a pixel-only loss loads no feature network")
+    monkeypatch.setattr(perceptual, "load_backbone", no_backbone)
     tiny = {**TINY, "loss_layers": (), "loss_weights": None, "gram_weights": None, "stage_epochs": (1, 0)}
     result = run_training(photos, str(tmp_path / "run"), arch="edsr", blocks=1, backbone="random",
                           photo_scales=(1.0, 0.5), **tiny)
@@ -108,5 +111,8 @@ def test_an_edsr_with_a_pixel_only_loss_trains_from_scaled_photos(photos, tmp_pa
         config = json.load(handle)
     assert config["arch"] == {"type": "edsr", "scale": 2, "width": 4, "blocks": 1, "output": "luma"}
     assert config["loss"]["layers"] == [] and config["photo_scales"] == [1.0, 0.5]
+    assert config["features"] == config["loss"]["backbone"] == "none"
+    assert config["features_source"] == result["weights_source"] == "none (pixel L1 loss only)"
+    assert not os.path.exists(os.path.join(tmp_path, "run", WARNING_FILE))
     model = keras.saving.load_model(result["model"])
     assert tuple(model(np.zeros((1, 5, 7, 3), np.float32)).shape) == (1, 10, 14, 3)

@@ -18,10 +18,9 @@ default ``g++``), ``STYLEGAN_TL_NVCC`` (nvcc, default from PATH or ``$CUDA_HOME/
 ``STYLEGAN_TL_CUDA`` (``1``/``0`` force the CUDA kernels on/off), ``STYLEGAN_TL_CUDA_ARCH``
 (e.g. ``80,90``: GPU architectures to compile for).
 
-Command line: ``python -m stylegan_tl.ops.build [--force] [--cuda-check]``.
+Command line: ``python -m stylegan_tl.ops.build [--force] [--cuda_check]`` (``--cuda-check`` is also accepted).
 """
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -353,7 +352,7 @@ def check_cuda_sources(outdir=None):
     """
     nvcc = find_nvcc()
     if nvcc is None:
-        raise BuildError("--cuda-check: no nvcc found (PATH, $CUDA_HOME/bin, $STYLEGAN_TL_NVCC)")
+        raise BuildError("--cuda_check: no nvcc found (PATH, $CUDA_HOME/bin, $STYLEGAN_TL_NVCC)")
     with tempfile.TemporaryDirectory(dir=outdir) as workdir:
         commands, _ = _commands(workdir, nvcc, check_only=True)
         report = []
@@ -365,26 +364,33 @@ def check_cuda_sources(outdir=None):
     return report
 
 
+def _build(force, cuda_check):
+    """Build (or find) and load the library; with ``cuda_check`` also compile the CUDA sources.
+    Yields the lines to print."""
+    result = build_library(force=force)
+    tf.load_op_library(str(result.path))
+    state = "cached" if result.cached else "built"
+    yield (f"{state}: {result.path} in {result.seconds:.1f} s; CPU kernels: fused_bias_act, "
+           f"upfirdn_2d; CUDA: {result.cuda_note}")
+    if cuda_check:
+        for names, seconds in check_cuda_sources():
+            yield f"cuda-check: compiled {', '.join(names)} in {seconds:.1f} s"
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m stylegan_tl.ops.build",
-                                     description="Build the stylegan_tl custom ops ahead of time.")
-    parser.add_argument("--force", action="store_true", help="rebuild even when cached")
-    parser.add_argument("--cuda-check", action="store_true",
-                        help="also compile the CUDA sources with nvcc (no GPU needed, not loaded)")
-    args = parser.parse_args(argv)
-    try:
-        result = build_library(force=args.force)
-        tf.load_op_library(str(result.path))
-        state = "cached" if result.cached else "built"
-        print(f"{state}: {result.path} in {result.seconds:.1f} s; CPU kernels: fused_bias_act, "
-              f"upfirdn_2d; CUDA: {result.cuda_note}")
-        if args.cuda_check:
-            for names, seconds in check_cuda_sources():
-                print(f"cuda-check: compiled {', '.join(names)} in {seconds:.1f} s")
-    except BuildError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """The command line (``argv`` without the program name; default ``sys.argv[1:]``); returns the
+    exit code (a BuildError exits 1)."""
+    from absl import flags
+    from superres_tf import conventions
+
+    flag_values = flags.FlagValues()
+    flags.DEFINE_bool("force", False, "rebuild even when cached", flag_values=flag_values)
+    flags.DEFINE_bool("cuda_check", False, "also compile the CUDA sources with nvcc (no GPU needed, not loaded)",
+                      flag_values=flag_values)
+    return conventions.main(sys.argv[1:] if argv is None else argv, flag_values,
+                            lambda: _build(flag_values.force, flag_values.cuda_check),
+                            "python -m stylegan_tl.ops.build [--force] [--cuda_check]",
+                            aliases={"--cuda-check": "--cuda_check"})
 
 
 if __name__ == "__main__":
