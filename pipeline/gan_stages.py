@@ -96,11 +96,13 @@ _GAN_RESUME_IGNORES = ("kimg", "snap")   # a longer run of the same settings con
 
 
 def _finetune_params(cfg) -> dict:
-    scratch = cfg.resume_pkl == presets.SCRATCH  # else: the pickle's content is an input
-    return {"scratch": {"family": cfg.family, "resolution": cfg.resolution,
-                        "fmap_max": cfg.fmap_max} if scratch else None,
-            "kimg": cfg.kimg, "batch": cfg.batch, "gamma": cfg.gamma, "aug": cfg.aug,
-            "mirror": cfg.mirror, "freezed": cfg.freezed, "snap": cfg.snap, "seed": cfg.seed}
+    """The settings passed to the GAN trainer (those that only shape a network from scratch under
+    'scratch', None when starting from a pickle, whose content is an input) and the seed."""
+    scratch = cfg.resume_pkl == presets.SCRATCH
+    settings = presets.settings_for(cfg, presets.GanOptions)
+    shape = {k: v for k, v in settings.items() if presets.is_scratch_only(k)}
+    return {"scratch": shape if scratch else None, "seed": cfg.seed,
+            **{k: v for k, v in settings.items() if k not in shape}}
 
 
 def _finetune(cfg, ws, resume):
@@ -108,18 +110,11 @@ def _finetune(cfg, ws, resume):
     params = _finetune_params(cfg)
     key = {k: v for k, v in params.items() if k not in _GAN_RESUME_IGNORES}
     out = trainer_dir(ws, ws.run_dir("finetune", key), resume)
-    if params["scratch"]:
-        start, extra = None, dict(family=cfg.family, resolution=cfg.resolution,
-                                  G_kwargs={"fmap_max": cfg.fmap_max},
-                                  D_kwargs={"fmap_max": cfg.fmap_max})
-    else:
-        start, extra = starting_pickle(cfg), {}
     # An outdir holding a snapshot + training state makes run_training continue it.
     before = out.files()
     try:
-        done = run_training(data=ws.require("prepare", "prepared"), outdir=out.path, resume=start,
-                            kimg=cfg.kimg, batch=cfg.batch, gamma=cfg.gamma, mirror=cfg.mirror,
-                            aug=cfg.aug, freezed=cfg.freezed, snap=cfg.snap, seed=cfg.seed, **extra)
+        done = run_training(data=ws.require("prepare", "prepared"), outdir=out.path, resume=starting_pickle(cfg),
+                            seed=cfg.seed, **presets.trainer_options(cfg, presets.GanOptions))
     finally:  # also after an interruption: what the trainer wrote is the pipeline's
         out.adopt_new(before)
     result = {"kimg": done["kimg"], "stats": done.get("stats", {}), "metrics": run_metrics(done["snapshot"])}

@@ -108,18 +108,19 @@ SR_DATA = Stage(
 
 
 def _sr_train_params(cfg) -> dict:
+    """The model and scale (they matter to a given model too), the seed, and when training, every
+    setting passed to the SR trainer and the backbone."""
     trains = cfg.sr_model == presets.TRAIN
+    training = {k: v for k, v in presets.settings_for(cfg, presets.SrOptions).items() if k != "sr_scale"}
     return {"sr_model": cfg.sr_model if cfg.sr_model in (presets.EMBEDDED, presets.TRAIN) else "file",
             "sr_scale": cfg.sr_scale, "seed": cfg.seed,
-            "training": {"sr_crops": cfg.sr_crops, "sr_epochs": cfg.sr_epochs,
-                         "sr_steps": cfg.sr_steps, "sr_batch": cfg.sr_batch,
-                         "sr_backbone": cfg.sr_backbone} if trains else None}
+            "training": dict(training, sr_backbone=cfg.sr_backbone) if trains else None}
 
 
 def _backbone_options(sr_backbone) -> dict:
     """run_training's backbone keywords for --sr_backbone (a backbone name or a weights file)."""
-    from superres_tf.features import NAMES
-    if sr_backbone in NAMES:
+    from superres_tf.options import BACKBONES
+    if sr_backbone in BACKBONES:
         return {"backbone": sr_backbone}
     return {"backbone": "auto", "backbone_weights": sr_backbone}
 
@@ -133,11 +134,9 @@ def _train_sr(cfg, ws, resume, heldout) -> StageResult:
     run_dir = trainer_dir(ws, ws.run_dir("sr_train", key), resume)
     outdir, before = run_dir.path, run_dir.files()
     try:
-        out = run_training(cfg.data_dir, outdir, scale=cfg.sr_scale, crops=tuple(cfg.sr_crops),
-                           stage_epochs=tuple(cfg.sr_epochs), steps_per_epoch=cfg.sr_steps,
-                           batch_size=cfg.sr_batch, holdout=heldout, seed=cfg.seed,
-                           **_backbone_options(cfg.sr_backbone),
-                           resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")))
+        out = run_training(cfg.data_dir, outdir, holdout=heldout, seed=cfg.seed, **_backbone_options(cfg.sr_backbone),
+                           resume=resume and os.path.isdir(os.path.join(outdir, "checkpoint")),
+                           **presets.trainer_options(cfg, presets.SrOptions))
     finally:  # also after an interruption: what the trainer wrote is the pipeline's
         run_dir.adopt_new(before)
     warnings = []

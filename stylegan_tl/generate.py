@@ -38,16 +38,20 @@ _NOISE_STRENGTH = re.compile(r"(/Noise/weight|noise_strength)$")  # v1 per-chann
 # ---------------------------------------------------------------------------------------------------
 
 def parse_int_list(spec, what="--seeds"):
-    """Parse ``'0-7'``, ``'1,5,9'`` or ``'0-3,10'`` into a list of non-negative ints (order kept)."""
+    """Parse ``'0-7'``, ``'1,5,9'`` or ``'0-3,10'`` into a list of non-negative ints (order kept).
+
+    The one parser of seed lists (``generate``, ``run_pipeline.py --seeds``); a malformed item or
+    an empty range (``'5-1'``) is a StyleGANTLError ``<what>=<spec>: ...``.
+    """
     values = []
     for part in str(spec).split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise StyleGANTLError(f"{what}: cannot parse {part!r} in {spec!r} (expected e.g. 0-7 or 1,5,9)")
+            raise StyleGANTLError(f"{what}={spec}: expected e.g. 0-7 or 1,5,9 (cannot parse {part!r})")
         lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
         if hi < lo:
-            raise StyleGANTLError(f"{what}: empty range {part!r} in {spec!r}")
+            raise StyleGANTLError(f"{what}={spec}: empty range {part!r}")
         values.extend(range(lo, hi + 1))
     return values
 
@@ -56,7 +60,7 @@ def parse_seeds(spec):
     """Seeds from a spec like ``'0-7'``; each must fit NumPy's RandomState (0 <= seed < 2**32)."""
     seeds = parse_int_list(spec, "--seeds")
     if max(seeds) >= 2 ** 32:
-        raise StyleGANTLError(f"--seeds: {max(seeds)} is too large (seeds must be < 2**32)")
+        raise StyleGANTLError(f"--seeds={spec}: {max(seeds)} is too large (seeds must be < 2**32)")
     return seeds
 
 

@@ -125,7 +125,8 @@ def define_flags(cls, flag_values=None, use_defaults=True):
 
 
 def _from_list(field, hint, values):
-    """A list flag's strings -> the field's value (``parse`` or a tuple of the element type)."""
+    """A list flag's strings -> the field's value: ``parse``'s, else a tuple of the element type
+    (empty items dropped; an empty tuple only for an Optional field)."""
     if values is None:
         return None
     parse = field.metadata.get("parse")
@@ -133,10 +134,14 @@ def _from_list(field, hint, values):
         return parse(values)
     kind = _element_type(hint)
     try:
-        return tuple(kind(v) for v in values if v != "")
+        value = tuple(kind(v) for v in values if v != "")
     except ValueError:
+        value = None
+    optional = _plain_type(hint) is not hint
+    if value is None or not (value or optional):
         raise ProjectError(f"--{flag_name(field)}={','.join(values)}: expected {kind.__name__} values, "
                            "comma-separated") from None
+    return value
 
 
 def options_from_flags(cls, flag_values=None) -> dict:
