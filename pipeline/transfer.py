@@ -35,13 +35,10 @@ def centre_square(image: Image.Image) -> Image.Image:
 
 
 def load_images(paths, size: int) -> np.ndarray:
-    """[N, size, size, 3] uint8 of image files (square-cropped and resized)."""
-    from superres_tf.images import open_image
-    arrays = []
-    for path in paths:
-        with open_image(path)[0] as image:
-            arrays.append(np.asarray(centre_square(image.convert("RGB")).resize((size, size), Image.LANCZOS)))
-    return np.stack(arrays)
+    """[N, size, size, 3] uint8 of image files, square-cropped and resized as the GAN dataset does
+    (:func:`stylegan_tl.dataset.load_image`)."""
+    from stylegan_tl.dataset import load_image
+    return np.stack([load_image(path, size).transpose(1, 2, 0) for path in paths])
 
 
 def _pixels(path: str) -> np.ndarray:

@@ -6,7 +6,7 @@ Public API (imported lazily, so that ``stylegan_tl.pickle_io`` stays free of Ten
     G, D, Gs = load_network_pkl('stylegan2-church-config-f')   # name, URL or path
 """
 
-import importlib
+from superres_tf.conventions import lazy_exports
 
 _LAZY = {
     "load_network_pkl": "network",
@@ -20,9 +20,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

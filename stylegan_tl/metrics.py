@@ -54,6 +54,8 @@ from .errors import StyleGANTLError
 FEATURE_KINDS = ("auto", "inception", "offline")
 NOISE_MODES = ("const", "random")
 INCEPTION_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# Where keras.applications.InceptionV3(weights='imagenet', include_top=False) downloads from, and its md5.
+INCEPTION_URL = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/" + INCEPTION_FILE
 INCEPTION_HASH = "bcbd6486424b2319ff4ef7d526e38f63"
 INCEPTION_SIZE = 299
 BACKBONE_SIZE = 224
@@ -134,16 +136,15 @@ def inception_weights():
     """Path of Keras' ImageNet InceptionV3 (no top) weights: the cache, else a download attempt
     (a 5-second connection probe first, so that an offline machine fails fast)."""
     import keras
-    from keras.src.applications import inception_v3
 
     home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     path = os.path.join(home, "models", INCEPTION_FILE)
     if os.path.isfile(path):
         return path
-    url = inception_v3.WEIGHTS_PATH_NO_TOP
     try:
-        socket.create_connection((urllib.parse.urlparse(url).hostname, 443), timeout=DOWNLOAD_PROBE_SECONDS).close()
-        return keras.utils.get_file(INCEPTION_FILE, url, cache_subdir="models", file_hash=INCEPTION_HASH)
+        socket.create_connection((urllib.parse.urlparse(INCEPTION_URL).hostname, 443),
+                                 timeout=DOWNLOAD_PROBE_SECONDS).close()
+        return keras.utils.get_file(INCEPTION_FILE, INCEPTION_URL, cache_subdir="models", file_hash=INCEPTION_HASH)
     except Exception as e:  # any failure to fetch means: no Inception weights here
         raise StyleGANTLError(f"InceptionV3 ImageNet weights not in {path} and could not be downloaded "
                               f"({type(e).__name__})") from None

@@ -10,7 +10,7 @@ Public API (NHWC float32 in [0, 1] at every array boundary):
   read_state_dict(path)                                  -> PyTorch state dict as numpy, no PyTorch
 """
 
-import importlib
+from superres_tf.conventions import lazy_exports
 
 # Imported lazily: `import superres_tf.errors` (and every CLI's error path) must not pay for
 # TensorFlow, and `python -m superres_tf.enhance` must not import its own module twice.
@@ -26,9 +26,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -32,6 +32,18 @@ class ProjectError(Exception):
     exit_code = 2
 
 
+def lazy_exports(package, names):
+    """A package's ``__getattr__`` that imports ``names`` (``{name: submodule}``) on first use, so
+    that importing the package costs nothing (no TensorFlow)."""
+    import importlib
+
+    def __getattr__(name):
+        if name in names:
+            return getattr(importlib.import_module(f".{names[name]}", package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return __getattr__
+
+
 # ---------------------------------------------------------------------------------------------------
 # Options: dataclass fields -> absl flags.
 
