@@ -113,8 +113,8 @@ def _field_default(field):
 def define_flags(cls, flag_values=None, use_defaults=True):
     """Define an absl flag for every flagged field of the dataclass ``cls`` (nested ones included).
 
-    ``use_defaults=False`` gives every flag the default None ("not given"), for callers that fill
-    unset values from elsewhere (the pipeline's presets).
+    ``use_defaults=False`` gives every flag the default None ("not given") and requires none, for
+    callers that fill unset values from elsewhere (the pipeline's presets) and check them there.
     """
     from absl import flags
 
@@ -124,7 +124,7 @@ def define_flags(cls, flag_values=None, use_defaults=True):
     for field, hint in _flag_fields(cls):
         meta = field.metadata
         default = _field_default(field) if use_defaults else None
-        common = dict(flag_values=flag_values, required=meta.get("required", False),
+        common = dict(flag_values=flag_values, required=use_defaults and meta.get("required", False),
                       short_name=meta.get("short_name"))
         name = flag_name(field)
         if meta.get("choices"):
