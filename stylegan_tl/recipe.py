@@ -136,6 +136,10 @@ def check_options(opts: Options):
             raise RecipeError(f"--{name} must not be negative")
     if opts.freezed < 0:
         raise RecipeError("--freezed must not be negative")
+    if opts.resume and opts.resume.startswith("-") and not os.path.isfile(opts.resume):
+        # `--resume --dry_run`: absl gives a string flag the next argument as its value
+        raise RecipeError(f"--resume={opts.resume}: not a pickle path, URL or official name "
+                          "(a flag after --resume without a value?)")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ lr 0.0025 below 1024 px) and StyleGAN ``train.py`` / ``training_schedule`` for v
 """
 
 import json
+import os
 
 import pytest
 
@@ -197,3 +198,6 @@ def test_every_option_with_a_flag_has_help_and_bad_values_are_refused(photos, tm
         run_training(photos, str(tmp_path), config="paper2048")
     with pytest.raises(RecipeError, match="--snap must be at least 1"):
         run_training(photos, str(tmp_path), snap=0)
+    with pytest.raises(RecipeError, match="--resume=--dry_run: not a pickle path, URL or official name"):
+        run_training(photos, str(tmp_path / "run"), resume="--dry_run")  # `--resume --dry_run` on the command line
+    assert not os.path.exists(tmp_path / "run")

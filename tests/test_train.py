@@ -209,6 +209,15 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_a_flag_taken_as_the_resume_pickle_is_refused_before_anything_starts(photos, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "stylegan_tl.train", f"--data={photos}", f"--outdir={tmp_path / 'run'}",
+                          "--resume", "--dry_run"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == ("error: --resume=--dry_run: not a pickle path, URL or official "
+                                                   "name (a flag after --resume without a value?)")
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_adam_matches_a_hand_computation():
     import collections
 
