@@ -43,6 +43,8 @@ import time
 import numpy as np
 from absl import flags
 
+from superres_tf import files
+
 from .errors import StyleGANTLError
 from .generate import _NOISE_BUFFER, save_gif, save_png, temporarily_set
 
@@ -281,16 +283,13 @@ def _write_video(frames, path):
     except ImportError:
         raise StyleGANTLError("--video_format=mp4 needs imageio with ffmpeg (pip install imageio[ffmpeg]); "
                               "--video_format=gif needs nothing") from None
-    tmp = os.path.join(os.path.dirname(path), f".proj.{os.getpid()}.mp4")
-    try:
-        with imageio.get_writer(tmp, mode="I", fps=30, codec="libx264") as writer:
-            for frame in frames:
-                writer.append_data(frame)
-    except Exception as e:  # imageio reports a missing ffmpeg in several ways
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise StyleGANTLError(f"{path}: cannot write the video ({str(e).splitlines()[0]})") from None
-    os.replace(tmp, path)
+    with files.atomic_path(path, StyleGANTLError, suffix=".mp4") as tmp:
+        try:
+            with imageio.get_writer(tmp, mode="I", fps=30, codec="libx264") as writer:
+                for frame in frames:
+                    writer.append_data(frame)
+        except Exception as e:  # imageio reports a missing ffmpeg in several ways
+            raise StyleGANTLError(f"{path}: cannot write the video ({str(e).splitlines()[0]})") from None
     return path
 
 
@@ -305,8 +304,7 @@ def write_outputs(result, outdir, video_format=None, record=None):
     paths = [save_png(result.target, os.path.join(outdir, "target.png")),
              save_png(result.image, os.path.join(outdir, "proj.png"))]
     npz = os.path.join(outdir, "projected_w.npz")
-    with atomic_write(npz) as f:
-        np.savez(f, w=result.w.astype(np.float32))
+    files.save_arrays(npz, {"w": result.w.astype(np.float32)}, StyleGANTLError)
     info = dict(record or {}, distance=result.distance_name, distance_source=result.distance_source,
                 start_distance=result.start_distance, final_distance=result.final_distance,
                 w_std=result.w_std, w_shape=list(result.w.shape))
