@@ -1,6 +1,6 @@
 """Generator inference speed: images per second of ``Gs.run`` on this CPU.
 
-Usage: ``nice -n 10 python bench/bench_generator.py [--repeats 5] [--batch 8] [--impls ref,custom] [--quick]``
+Usage: ``nice -n 10 python bench/bench_generator.py [--repeats=5] [--batch=8] [--impls=ref,custom] [--quick]``
 
 Networks: a StyleGAN2 config-f layout at 256 px (random weights from
 ``Network.from_config('stylegan2', kind='G', resolution=256)``), a StyleGAN v1 layout at 256 px
@@ -16,16 +16,19 @@ networks do not use the custom ops (their resampling is plain TF): their ratio s
 Prints the load average and one markdown table (median seconds per batch, images/s, ref/custom).
 """
 
-import argparse
 import os
 import pathlib
 import sys
 import time
 
 import numpy as np
+from absl import flags
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from superres_tf import conventions  # noqa: E402
+
+FLAGS = flags.FLAGS
 FIXTURES = ROOT / "tests" / "fixtures"
 ENV = "STYLEGAN_TL_OPS"
 
@@ -72,39 +75,43 @@ def _time_alternately(runners, repeats):
     return {impl: float(np.median(t)) for impl, t in times.items()}
 
 
+def define_flags():
+    """Flags of the benchmark script."""
+    flags.DEFINE_integer("repeats", 5, "Alternating timing rounds (the median counts).")
+    flags.DEFINE_integer("batch", 8, "Latents per Gs.run call.")
+    flags.DEFINE_list("impls", ["ref", "custom"], "Ops implementations to compare.")
+    flags.DEFINE_bool("quick", False, "Fixtures only (no 256 px networks).")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--impls", default="ref,custom", help="comma-separated ops implementations")
-    parser.add_argument("--quick", action="store_true", help="fixtures only (no 256 px networks)")
-    args = parser.parse_args()
+    """The table's lines (progress on stderr)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from stylegan_tl.errors import StyleGANTLError
 
-    impls = args.impls.split(",")
+    impls, batch = FLAGS.impls, FLAGS.batch
     rows = []
-    for label, factory in _factories(args.quick):
+    for label, factory in _factories(FLAGS.quick):
         print(f"{label} ...", file=sys.stderr, flush=True)
         runners, failed = {}, {}
         for impl in impls:
             try:
-                runners[impl] = _traced_runner(factory, impl, args.batch)
+                runners[impl] = _traced_runner(factory, impl, batch)
             except StyleGANTLError as e:  # e.g. the custom ops do not build here
                 failed[impl] = str(e).splitlines()[0]
-        rows.append((label, _time_alternately(runners, args.repeats), failed))
-    print(f"batch {args.batch}, median of {args.repeats} alternating rounds; "
-          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    print("| network | " + " | ".join(f"{i} s/batch | {i} img/s" for i in impls) + " | ref / custom time |")
-    print("|---|" + "---|---|" * len(impls) + "---|")
+        rows.append((label, _time_alternately(runners, FLAGS.repeats), failed))
+    yield (f"batch {batch}, median of {FLAGS.repeats} alternating rounds; "
+           f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    yield "| network | " + " | ".join(f"{i} s/batch | {i} img/s" for i in impls) + " | ref / custom time |"
+    yield "|---|" + "---|---|" * len(impls) + "---|"
     for label, seconds, failed in rows:
         cells = []
         for impl in impls:
             s = seconds.get(impl)
-            cells += [f"failed: {failed[impl]}", "-"] if s is None else [f"{s:.3f}", f"{args.batch / s:.1f}"]
+            cells += [f"failed: {failed[impl]}", "-"] if s is None else [f"{s:.3f}", f"{batch / s:.1f}"]
         ratio = f"{seconds['ref'] / seconds['custom']:.2f}" if {"ref", "custom"} <= set(seconds) else "-"
-        print(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+        yield f"| {label} | " + " | ".join(cells) + f" | {ratio} |"
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    conventions.run(main)

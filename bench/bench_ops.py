@@ -1,22 +1,25 @@
 """Benchmark the custom CPU ops against the pure-TF reference on 256 px StyleGAN2 shapes.
 
-Usage: ``nice -n 10 python bench/bench_ops.py [--repeats 7] [--quick]``
+Usage: ``nice -n 10 python bench/bench_ops.py [--repeats=7] [--quick]``
 
 Prints one table (best ms per call of interleaved runs, forward and forward+backward, and the
 ref / custom ratio), all measured in one run. Results are recorded in BENCHMARKS.md.
 """
 
-import argparse
 import os
 import sys
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from stylegan_tl import ops  # noqa: E402
 from stylegan_tl.ops import build  # noqa: E402
+from superres_tf import conventions  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 K = [1, 3, 3, 1]
 
@@ -80,23 +83,27 @@ def _bench_case(shape, func, repeats):
     return best
 
 
+def define_flags():
+    """Flags of the benchmark script."""
+    flags.DEFINE_integer("repeats", 7, "Interleaved runs of each case (the best counts).")
+    flags.DEFINE_bool("quick", False, "First case only.")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="first case only")
-    args = parser.parse_args()
+    """The table's lines."""
     ops.fused_bias_act(tf.zeros([1, 1]), impl="custom")  # build / load before timing
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, library "
-          f"{build.loaded_build().path.name}, best of {args.repeats} (ms, interleaved)")
+    yield (f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, library "
+           f"{build.loaded_build().path.name}, best of {FLAGS.repeats} (ms, interleaved)")
     header = (f"| {'case':36s} | {'input':18s} | ref fwd | custom fwd | ratio | ref f+b | "
               f"custom f+b | ratio |")
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, shape, func in CASES[:1] if args.quick else CASES:
-        rf, cf, rb, cb = _bench_case(shape, func, args.repeats)
-        print(f"| {name:36s} | {str(shape):18s} | {rf:7.1f} | {cf:10.1f} | {rf / cf:5.2f} | "
-              f"{rb:7.1f} | {cb:10.1f} | {rb / cb:5.2f} |", flush=True)
+    yield header
+    yield "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"
+    for name, shape, func in CASES[:1] if FLAGS.quick else CASES:
+        rf, cf, rb, cb = _bench_case(shape, func, FLAGS.repeats)
+        yield (f"| {name:36s} | {str(shape):18s} | {rf:7.1f} | {cf:10.1f} | {rf / cf:5.2f} | "
+               f"{rb:7.1f} | {cb:10.1f} | {rb / cb:5.2f} |")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    conventions.run(main)

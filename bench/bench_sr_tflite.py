@@ -27,9 +27,10 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from superres_tf import conventions  # noqa: E402
 
 flags.DEFINE_string("model", None, "Model (.keras); default: the embedded x4 model.")
 flags.DEFINE_list("sizes", ["64", "128", "256"], "Input sides (px).")
@@ -105,8 +106,7 @@ def _bilinear_residual():
         unet.BicubicUpsample.call = original
 
 
-def main(argv):
-    del argv
+def main():
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -120,28 +120,28 @@ def main(argv):
     builtins, flex = [tf.lite.OpsSet.TFLITE_BUILTINS], [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     from_saved = lambda: tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["enhance"])  # noqa: E731
     _, why = _converted(from_saved, builtins)
-    print(f"SavedModel, built-in ops only: fails on {why}")
+    yield f"SavedModel, built-in ops only: fails on {why}"
     frozen = convert_variables_to_constants_v2(enhance_function(model).get_concrete_function())
     flat, _ = _converted(lambda: tf.lite.TFLiteConverter.from_concrete_functions([frozen]), flex)
     ops = sorted({d["op_name"] for d in tf.lite.Interpreter(model_content=flat)._get_ops_details()})
-    print(f"frozen, built-ins + SELECT_TF_OPS: converts, {len(flat) / 1e6:.2f} MB, "
+    yield (f"frozen, built-ins + SELECT_TF_OPS: converts, {len(flat) / 1e6:.2f} MB, "
           f"TF ops kept: {[op for op in ops if op.startswith('Flex')]}")
     try:
         _runner(flat)(np.zeros([1, 16, 16, 3], np.float32))
-        print("  Python's tf.lite.Interpreter runs it")
+        yield "  Python's tf.lite.Interpreter runs it"
     except RuntimeError as error:
-        print(f"  Python's tf.lite.Interpreter cannot run it: {str(error).splitlines()[0][:160]}")
+        yield f"  Python's tf.lite.Interpreter cannot run it: {str(error).splitlines()[0][:160]}"
     with _bilinear_residual():
         bilinear = convert_variables_to_constants_v2(enhance_function(model).get_concrete_function())
     started = time.perf_counter()
     flat, why = _converted(lambda: tf.lite.TFLiteConverter.from_concrete_functions([bilinear]), builtins)
-    print(f"frozen, bilinear residual, built-in ops only: {len(flat) / 1e6:.2f} MB in "
+    yield (f"frozen, bilinear residual, built-in ops only: {len(flat) / 1e6:.2f} MB in "
           f"{time.perf_counter() - started:.1f} s")
     runner = _runner(flat)
     saved = tf.saved_model.load(folder).signatures["enhance"]
-    print("\n| input -> output | Keras `predict_on_batch` | SavedModel `enhance` | TFLite (bilinear residual) "
+    yield ("\n| input -> output | Keras `predict_on_batch` | SavedModel `enhance` | TFLite (bilinear residual) "
           "| TFLite / Keras | max abs diff TFLite vs Keras |")
-    print("|---|---|---|---|---|---|")
+    yield "|---|---|---|---|---|---|"
     for side in (int(s) for s in FLAGS.sizes):
         x = _photo(side)
         keras_out = np.clip(model(x, training=False).numpy(), 0, 1)
@@ -149,9 +149,9 @@ def main(argv):
         t_keras = _best(lambda: model.predict_on_batch(x), FLAGS.repeats)
         t_saved = _best(lambda: saved(images=tf.constant(x))["images"].numpy(), FLAGS.repeats)
         t_lite = _best(lambda: runner(x), FLAGS.repeats)
-        print(f"| {side} -> {side * 4} px | {t_keras * 1000:.0f} ms | {t_saved * 1000:.0f} ms | "
+        yield (f"| {side} -> {side * 4} px | {t_keras * 1000:.0f} ms | {t_saved * 1000:.0f} ms | "
               f"{t_lite * 1000:.0f} ms | {t_lite / t_keras:.2f} | {np.abs(lite_out - keras_out).max():.3f} |")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    conventions.run(main)

@@ -21,9 +21,10 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from superres_tf import conventions  # noqa: E402
 
 
 def conv_gflops(repeats=10):
@@ -110,8 +111,7 @@ def define_flags():
     flags.DEFINE_bool("skip_4k", False, "Skip the (long) large-image memory measurement.")
 
 
-def main(argv):
-    del argv
+def main():
     from superres_tf.enhance import model_scale
     from superres_tf.unet import load_model
     model = load_model(FLAGS.model)
@@ -138,11 +138,11 @@ def main(argv):
         rows.append((f"peak RSS, {width}x{height} uint8 -> x{scale}",
                      f"{peak_rss:.0f} MiB (TF + model alone: {base_rss:.0f} MiB; the uint8 output "
                      f"itself: {out_mib:.0f} MiB), {big_seconds:.0f} s"))
-    print("| measurement | value |\n|---|---|")
+    yield "| measurement | value |\n|---|---|"
     for name, value in rows:
-        print(f"| {name} | {value} |")
+        yield f"| {name} | {value} |"
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    conventions.run(main)

@@ -1,6 +1,6 @@
 """Fine-tuning throughput: training images per second and sec/kimg on this machine.
 
-Usage: ``nice -n 10 python bench/bench_train.py [--steps 3] [--impls ref,custom] [--quick] [--precisions fp32,fp16]``
+Usage: ``nice -n 10 python bench/bench_train.py [--steps=3] [--impls=ref,custom] [--quick] [--precisions=fp32,fp16]``
 
 Configurations: fixture C (StyleGAN2 16 px, fmap_base 128) at batch 8, the demo's starting network
 (``data/models/``, StyleGAN2 64 px) at batch 16 and a StyleGAN2 config-f layout at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
@@ -13,7 +13,6 @@ follow. ``fp16`` computes the 4 highest resolutions of G and D in float16 (ADA's
 conv clamp 256, loss scaling). This measures, it does not train. Prints one markdown table.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -22,8 +21,13 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from superres_tf import conventions  # noqa: E402
+
+FLAGS = flags.FLAGS
 CONFIGS = {
     "fixture C (v2 16 px, fmap 128)": dict(pkl=str(ROOT / "tests/fixtures/C_v2_orig_orig_r16/network.pkl"), batch=8),
     "demo start (v2 64 px, fmap 64)": dict(pkl=str(ROOT / "data/models/landscapes64-stylegan2.pkl"), batch=16),
@@ -42,8 +46,8 @@ def _median_seconds(fn, steps):
 
 
 def worker(label, steps, precision):
-    """Time one configuration with the ops implementation chosen by the environment; JSON out."""
-    sys.path.insert(0, str(ROOT))
+    """Time one configuration with the ops implementation chosen by the environment; returns the
+    line ``RESULT<json>``."""
     import tensorflow as tf
 
     from stylegan_tl.dataset import ImageArray, make_tf_dataset
@@ -72,38 +76,42 @@ def worker(label, steps, precision):
              r1=_median_seconds(lambda: trainer.d_reg(reals, labels, step, p)["r1"].numpy(), steps),
              pl=_median_seconds(lambda: trainer.g_reg(labels, step)["pl_penalty"].numpy(), steps))
     per_batch = t["d"] + t["g"] + t["ema"] + t["r1"] / 16 + t["pl"] / 4
-    print("RESULT" + json.dumps(dict(t, batch=batch, per_batch=per_batch)))
+    return "RESULT" + json.dumps(dict(t, batch=batch, per_batch=per_batch))
+
+
+def define_flags():
+    """Flags of the benchmark script."""
+    flags.DEFINE_integer("steps", 3, "Timed calls per phase (after one warm-up).")
+    flags.DEFINE_list("impls", ["ref", "custom"], "Ops implementations to compare.")
+    flags.DEFINE_bool("quick", False, "Tiny configuration only.")
+    flags.DEFINE_string("only", "", "Configurations whose label contains this text.")
+    flags.DEFINE_list("precisions", ["fp32"], "fp32, fp16 or both.")
+    flags.DEFINE_string("worker", None, "(internal) time this configuration in this process.")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed calls per phase (after one warm-up)")
-    parser.add_argument("--impls", default="ref,custom", help="ops implementations to compare")
-    parser.add_argument("--quick", action="store_true", help="tiny configuration only")
-    parser.add_argument("--only", default="", help="configurations whose label contains this text")
-    parser.add_argument("--precisions", default="fp32", help="fp32, fp16 or both (comma-separated)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.steps, args.precisions)
+    """The table's lines (each configuration x impl x precision timed in a subprocess)."""
+    if FLAGS.worker:
+        yield worker(FLAGS.worker, FLAGS.steps, FLAGS.precisions[0])
         return
-    labels = [label for label in (list(CONFIGS)[:1] if args.quick else CONFIGS) if args.only in label]
-    print("| configuration | ops | precision | batch | D s | G s | R1 s | PL s | s/minibatch | images/s | sec/kimg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    labels = [label for label in (list(CONFIGS)[:1] if FLAGS.quick else CONFIGS) if FLAGS.only in label]
+    yield "| configuration | ops | precision | batch | D s | G s | R1 s | PL s | s/minibatch | images/s | sec/kimg |"
+    yield "|---|---|---|---|---|---|---|---|---|---|---|"
     for label in labels:
-        for impl in args.impls.split(","):
-            for precision in args.precisions.split(","):
+        for impl in FLAGS.impls:
+            for precision in FLAGS.precisions:
                 env = dict(os.environ, STYLEGAN_TL_OPS=impl, TF_CPP_MIN_LOG_LEVEL="2")
-                out = subprocess.run([sys.executable, __file__, "--worker", label, "--steps", str(args.steps),
-                                      "--precisions", precision], env=env, capture_output=True, text=True)
+                out = subprocess.run([sys.executable, __file__, f"--worker={label}", f"--steps={FLAGS.steps}",
+                                      f"--precisions={precision}"], env=env, capture_output=True, text=True)
                 if out.returncode != 0 or "RESULT" not in out.stdout:
-                    print(f"| {label} | {impl} | {precision} | failed: {out.stderr.strip().splitlines()[-1:]} |||||||")
+                    yield f"| {label} | {impl} | {precision} | failed: {out.stderr.strip().splitlines()[-1:]} |||||||"
                     continue
                 r = json.loads(out.stdout.split("RESULT", 1)[1])
-                print(f"| {label} | {impl} | {precision} | {r['batch']} | {r['d']:.3f} | {r['g']:.3f} | {r['r1']:.3f} "
-                      f"| {r['pl']:.3f} | {r['per_batch']:.3f} | {r['batch'] / r['per_batch']:.2f} "
-                      f"| {1000 * r['per_batch'] / r['batch']:.0f} |", flush=True)
+                yield (f"| {label} | {impl} | {precision} | {r['batch']} | {r['d']:.3f} | {r['g']:.3f} | {r['r1']:.3f} "
+                       f"| {r['pl']:.3f} | {r['per_batch']:.3f} | {r['batch'] / r['per_batch']:.2f} "
+                       f"| {1000 * r['per_batch'] / r['batch']:.0f} |")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    conventions.run(main)

@@ -23,9 +23,10 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from superres_tf import conventions  # noqa: E402
 
 LIGHT = 0.1
 VARIANTS = ("pixel", "imagenet", "imagenet_light", "random")
@@ -102,11 +103,9 @@ def summary_table(results):
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
+def main():
     if not FLAGS.data:
-        print("error: --data is required", file=sys.stderr)
-        sys.exit(2)
+        raise conventions.ProjectError("--data is required (a folder of photos)")
     from superres_tf.evaluate import format_table
     results, tables = {}, {}
     for variant in FLAGS.variants:
@@ -114,10 +113,10 @@ def main(argv):
         results[variant] = score_variant(model_path, config)
         tables[variant] = {protocol: format_table(rows) for protocol, rows in results[variant].items()}
     summary = summary_table(results)
-    print(summary)
+    yield summary
     for variant, per_protocol in tables.items():
         for protocol, table in per_protocol.items():
-            print(f"\n### {variant}, {protocol}\n\n{table}")
+            yield f"\n### {variant}, {protocol}\n\n{table}"
     with open(os.path.join(FLAGS.outdir, "ablation.json"), "w") as handle:
         json.dump({"flags": {k: FLAGS[k].value for k in ("steps", "width", "blocks", "crop", "batch", "lr",
                                                           "holdout", "eval_width")},
@@ -126,4 +125,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    conventions.run(main)
