@@ -9,10 +9,9 @@ import functools
 import os
 
 import numpy as np
-from PIL import Image
 
 from pipeline import PipelineError, presets
-from pipeline.records import OutputDir, Stage, StageResult, png_bytes, trainer_dir
+from pipeline.records import OutputDir, Stage, StageResult, trainer_dir
 
 
 def check_photo_folder(data_dir: str) -> str:
@@ -69,6 +68,7 @@ def gan_resolution(cfg) -> int:
 def _prepare(cfg, ws, resume):
     from stylegan_tl.dataset import list_image_files, load_dataset
     from stylegan_tl.train import Options
+    from superres_tf.images import encode_image
     # Too few photos are reported here, naming --data_dir, not later by the trainer.
     array = load_dataset(cfg.data_dir, gan_resolution(cfg), min_images=Options.min_images)
     files = [os.path.relpath(f, cfg.data_dir) for f in list_image_files(cfg.data_dir)]
@@ -77,7 +77,7 @@ def _prepare(cfg, ws, resume):
     out.clear()
     for name, chw in zip(names, array.images):
         stem = os.path.splitext(name)[0].replace(os.sep, "__")
-        out.write(f"{stem}.png", png_bytes(Image.fromarray(np.transpose(chw, (1, 2, 0)))))
+        out.write(f"{stem}.png", encode_image(np.transpose(chw, (1, 2, 0)), f"{stem}.png", error=PipelineError))
     warnings = [f"unreadable photo skipped: {name}" for name in array.skipped]
     return StageResult({"prepared": out.path}, {"num_images": len(names),
                                            "resolution": array.resolution}, warnings)

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import logging
 import os
@@ -43,13 +42,6 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def json_bytes(obj) -> bytes:
     """``obj`` as indented, key-sorted JSON text."""
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
-def png_bytes(image) -> bytes:
-    """A PIL image encoded as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 OWNED_MARKER = ".made_by_run_pipeline"  # JSON: the files run_pipeline.py wrote in the folder

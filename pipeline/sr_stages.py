@@ -10,11 +10,10 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
 
 from pipeline import PipelineError, presets
 from pipeline.gan_stages import check_photo_folder
-from pipeline.records import OutputDir, Stage, StageResult, json_bytes, png_bytes, trainer_dir
+from pipeline.records import OutputDir, Stage, StageResult, json_bytes, trainer_dir
 
 _SCORES = ("model_psnr", "model_ssim", "bicubic_psnr", "bicubic_ssim")
 
@@ -75,7 +74,7 @@ def _split(cfg):
 
 def _sr_data(cfg, ws, resume):
     from superres_tf.dataset import heldout_pairs, load_rgb_images
-    from superres_tf.images import from_unit_float
+    from superres_tf.images import encode_image, from_unit_float
     train, held, source = _split(cfg)
     degradation = _degradation(given_sr_model(cfg))
     out = OutputDir(ws.path("sr_data"), ws.root)
@@ -85,8 +84,8 @@ def _sr_data(cfg, ws, resume):
     # The same images, order and seeds as superres_tf.evaluate.evaluate (min side 4 x scale).
     loaded = load_rgb_images([os.path.join(cfg.data_dir, n) for n in held], 4 * cfg.sr_scale)
     for name, low, _ in heldout_pairs(loaded, cfg.sr_scale, cfg.seed, degradation):
-        out.write(os.path.join("heldout_low", os.path.splitext(name)[0] + ".png"),
-                  png_bytes(Image.fromarray(from_unit_float(low))))
+        rel = os.path.join("heldout_low", os.path.splitext(name)[0] + ".png")
+        out.write(rel, encode_image(from_unit_float(low), rel, error=PipelineError))
     split = {"train": train, "heldout": held, "source": source, "seed": cfg.seed,
              "degradation": degradation}
     split_path = out.write("split.json", json_bytes(split))

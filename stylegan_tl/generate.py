@@ -25,7 +25,7 @@ from absl import flags, logging
 from superres_tf.conventions import StatusLine
 from superres_tf.images import image_grid
 
-from .atomic import atomic_write
+from .atomic import atomic_write, write_image
 from .errors import StyleGANTLError
 
 NOISE_MODES = ("const", "random", "none")
@@ -79,13 +79,6 @@ def _pil(image):
     from PIL import Image
 
     return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-
-
-def save_png(image, path):
-    """Write uint8 HWC ``image`` to ``path`` as PNG atomically (:mod:`stylegan_tl.atomic`)."""
-    with atomic_write(path) as f:
-        _pil(image).save(f, format="PNG")
-    return path
 
 
 def save_gif(frames, path, frame_ms=40):
@@ -197,10 +190,10 @@ def generate_images(Gs, seeds, truncation_psi=None, noise_mode="const", outdir="
         with temporarily_set(Gs, overrides):
             image = _to_uint8(Gs.run(z, labels, **kwargs))[0]
         images.append(image)
-        paths.append(save_png(image, os.path.join(outdir, f"seed{seed:04d}.png")))
+        paths.append(write_image(os.path.join(outdir, f"seed{seed:04d}.png"), image))
         progress.count(i + 1, len(seeds), "images")
     if grid:
-        paths.append(save_png(image_grid(np.stack(images)), os.path.join(outdir, "grid.png")))
+        paths.append(write_image(os.path.join(outdir, "grid.png"), image_grid(np.stack(images))))
     logging.info("wrote %d file(s) to %s", len(paths), outdir)
     return paths
 
@@ -239,7 +232,7 @@ def style_mixing_figure(Gs, row_seeds, col_seeds, col_styles, truncation_psi=Non
     canvas[:h, w:] = image_grid(cols, cols=len(col_seeds))
     canvas[h:, :w] = image_grid(rows, cols=1)
     canvas[h:, w:] = image_grid(cells, cols=len(col_seeds))
-    path = save_png(canvas, os.path.join(outdir, "stylemix.png"))
+    path = write_image(os.path.join(outdir, "stylemix.png"), canvas)
     logging.info("wrote %s", path)
     return path
 

@@ -46,7 +46,7 @@ from absl import flags
 from superres_tf import files
 
 from .errors import StyleGANTLError
-from .generate import _NOISE_BUFFER, save_gif, save_png, temporarily_set
+from .generate import _NOISE_BUFFER, save_gif, temporarily_set
 
 DISTANCE_MAX_SIDE = 256
 
@@ -298,11 +298,11 @@ def write_outputs(result, outdir, video_format=None, record=None):
 
     ``record``: extra entries for projection.json (network, target, settings). Returns the paths.
     """
-    from .atomic import atomic_write
+    from .atomic import atomic_write, write_image
 
     os.makedirs(outdir, exist_ok=True)
-    paths = [save_png(result.target, os.path.join(outdir, "target.png")),
-             save_png(result.image, os.path.join(outdir, "proj.png"))]
+    paths = [write_image(os.path.join(outdir, "target.png"), result.target),
+             write_image(os.path.join(outdir, "proj.png"), result.image)]
     npz = os.path.join(outdir, "projected_w.npz")
     files.save_arrays(npz, {"w": result.w.astype(np.float32)}, StyleGANTLError)
     info = dict(record or {}, distance=result.distance_name, distance_source=result.distance_source,

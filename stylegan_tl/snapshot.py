@@ -15,11 +15,10 @@ import re
 import zipfile
 
 import numpy as np
-from PIL import Image
 from superres_tf import files
 from superres_tf.images import image_grid
 
-from .atomic import atomic_write
+from .atomic import write_image
 from .errors import StyleGANTLError
 
 SNAPSHOT_FMT = "network-snapshot-{:06d}.pkl"
@@ -104,9 +103,9 @@ def grid_shape(num_images: int, resolution: int):
 
 
 def write_grid(path: str, images_uint8: np.ndarray, cols: int):
-    """Tile uint8 NCHW images ``[N, C, H, W]`` into a PNG with ``cols`` columns, atomically; returns
-    the grid (uint8 HWC)."""
+    """Tile uint8 NCHW images ``[N, C, H, W]`` into a PNG with ``cols`` columns
+    (:func:`superres_tf.images.image_grid`), written atomically (:func:`.atomic.write_image`);
+    returns the grid (uint8 HWC)."""
     grid = image_grid(images_uint8.transpose(0, 2, 3, 1), cols)
-    with atomic_write(path) as f:
-        Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(f, format="PNG")
+    write_image(path, grid)
     return grid

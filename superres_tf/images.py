@@ -13,7 +13,8 @@ Every photo and image enters the project here: ``superres_tf`` uses the arrays a
 * :func:`to_uint8`, :func:`to_unit_float` / :func:`from_unit_float`: the one conversion each way
   between those integers and 8 bits or the float32 [0, 1] values the networks see.
 
-Images are written atomically (:func:`write_image`, through :mod:`superres_tf.files`). No TensorFlow
+Images are written atomically by :func:`write_image` (through :mod:`superres_tf.files`), the one image
+writer of the project, raising the caller's exception class like the writers of ``files``. No TensorFlow
 at import: it is imported only for 16-bit colour PNGs, which Pillow reduces to 8 bits.
 """
 
@@ -213,21 +214,23 @@ def to_uint8(pixels):
     return np.rint(values, out=values).astype(np.uint8)
 
 
-def encode_image(array, path, quality=95, exif=None):
-    """uint8/uint16 HWC array (C in 1..4) -> file bytes in the format named by `path`'s suffix.
+def encode_image(array, path, quality=95, exif=None, error=SuperResError):
+    """uint8/uint16 HWC array (C in 1..4) -> file bytes in the format named by `path`'s suffix
+    (PNG for an unknown suffix).
 
     16-bit arrays are written as 16-bit PNG (other formats raise). JPEG drops alpha only if asked
-    by the caller: an RGBA or grey+alpha array given for a .jpg path raises SuperResError.
+    by the caller: an RGBA or grey+alpha array given for a .jpg path raises. What cannot be
+    encoded raises ``error`` (the caller's project exception class) naming `path`.
     """
     suffix = os.path.splitext(path)[1].lower()
     channels = array.shape[-1]
     if array.dtype == np.uint16:
         if suffix != ".png":
-            raise SuperResError(f"{path}: 16-bit images can only be written as .png")
+            raise error(f"{path}: 16-bit images can only be written as .png")
         import tensorflow as tf
         return tf.io.encode_png(array).numpy()
     if suffix in (".jpg", ".jpeg") and channels in (2, 4):
-        raise SuperResError(f"{path}: JPEG cannot store an alpha channel, use .png")
+        raise error(f"{path}: JPEG cannot store an alpha channel, use .png")
     image = Image.fromarray(array[..., 0] if channels == 1 else array)
     buffer = io.BytesIO()
     options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
@@ -235,8 +238,8 @@ def encode_image(array, path, quality=95, exif=None):
         options["exif"] = _upright_exif(exif)
     try:
         image.save(buffer, format=Image.registered_extensions().get(suffix, "PNG"), **options)
-    except (OSError, ValueError, KeyError) as error:
-        raise SuperResError(f"{path}: cannot encode image ({error})") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise error(f"{path}: cannot encode image ({e})") from None
     return buffer.getvalue()
 
 
@@ -261,6 +264,9 @@ def _upright_exif(exif_bytes):
     return exif.tobytes()
 
 
-def write_image(path, array, quality=95, exif=None):
-    """Atomically write a uint8/uint16 HWC array to `path` (format from the suffix)."""
-    files.write_bytes(path, encode_image(array, path, quality=quality, exif=exif), SuperResError)
+def write_image(path, array, quality=95, exif=None, error=SuperResError):
+    """Atomically write a uint8/uint16 HWC array (C in 1..4) to `path`, format from the suffix,
+    creating its folder (:func:`superres_tf.files.write_bytes`): the project's one image writer
+    (PNGs of ``stylegan_tl`` included). A file that cannot be encoded or written raises ``error``,
+    the caller's project exception class, with one line naming `path`; nothing is left behind."""
+    return files.write_bytes(path, encode_image(array, path, quality=quality, exif=exif, error=error), error)
