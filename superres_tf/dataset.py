@@ -103,23 +103,28 @@ def photo_pyramid(array, photo_scales, min_side):
     return copies
 
 
-def random_pair(array, crop, scale, rng, degradation):
-    """One random crop (+ horizontal flip) of a uint8 RGB image -> (low, high) float32 HWC in [0, 1]."""
+def random_pair(array, crop, scale, rng, degradation, flips="horizontal"):
+    """One random crop of a uint8 RGB image, mirrored at random ('horizontal') or in one of the 8
+    orientations of the square ('dihedral': mirror, then a turn by 0/90/180/270 degrees)
+    -> (low, high) float32 HWC in [0, 1]."""
     top = rng.integers(0, array.shape[0] - crop + 1)
     left = rng.integers(0, array.shape[1] - crop + 1)
     high = array[top:top + crop, left:left + crop]
     if rng.uniform() < 0.5:
         high = high[:, ::-1]
+    if flips == "dihedral":
+        high = np.rot90(high, k=int(rng.integers(4)))
     low = degrade(np.ascontiguousarray(high), scale=scale, seed=int(rng.integers(2**31)), **degradation)
     return images.to_unit_float(low), images.to_unit_float(high)
 
 
-def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None, photo_scales=(1.0,)):
+def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None, photo_scales=(1.0,),
+                 flips="horizontal"):
     """Endless tf.data.Dataset of batches (low [B, crop/s, crop/s, 3], high [B, crop, crop, 3]).
 
     Random crops of `crop` pixels (a multiple of `scale`) from randomly chosen images, each image
     taken at a random one of `photo_scales` (fractions of its size; copies smaller than `crop` are
-    left out). The stream is fixed by `seed` (an int or a tuple of ints, e.g. (seed, stage, epoch)
+    left out), mirrored or turned as `flips` says (see :func:`random_pair`). The stream is fixed by `seed` (an int or a tuple of ints, e.g. (seed, stage, epoch)
     so that a resumed run does not repeat its first batches).
     """
     check_scale(scale)
@@ -136,7 +141,7 @@ def pair_dataset(train_images, scale, crop, batch_size, seed, degradation=None, 
         rng = np.random.default_rng(seed_key)
         while True:
             copies = usable[rng.integers(len(usable))]
-            yield random_pair(copies[rng.integers(len(copies))], crop, scale, rng, degradation)
+            yield random_pair(copies[rng.integers(len(copies))], crop, scale, rng, degradation, flips)
 
     low_size = crop // scale
     signature = (tf.TensorSpec((low_size, low_size, 3), tf.float32),

@@ -66,6 +66,8 @@ class Options:
     crops: Tuple[int, ...] = option((96, 192), "High-resolution crop size of each progressive-resizing stage.")
     stage_epochs: Tuple[int, ...] = option((4, 2), "Epochs of each stage.")
     photo_scales: Tuple[float, ...] = option((1.0,), "Fractions of each photo's size used for training crops.")
+    flips: str = option("horizontal", "Crop orientations: 'horizontal' (mirror only) or 'dihedral' (the 8 "
+                        "flips and 90-degree turns, as EDSR trains).", choices=("horizontal", "dihedral"))
     steps_per_epoch: int = option(100, "Optimizer steps per epoch.")
     batch_size: int = option(16, "Global batch size.")
     max_lr: float = option(1e-3, "Peak learning rate.", flag="lr")

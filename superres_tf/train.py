@@ -295,7 +295,7 @@ def run_training(data, outdir, **options):
             if first < end:
                 logging.info("stage %d: crops of %d px, epochs %d..%d", stage, crop, first + 1, end)
                 stream = dataset.pair_dataset(train_images, opts.scale, crop, opts.batch_size,
-                                              (opts.seed, stage, first), degradation, opts.photo_scales)
+                                              (opts.seed, stage, first), degradation, opts.photo_scales, opts.flips)
                 model.fit(stream, epochs=end, initial_epoch=first, steps_per_epoch=opts.steps_per_epoch,
                           callbacks=[board, epoch_end], verbose=fit_verbose)
             start = end

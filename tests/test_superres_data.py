@@ -153,3 +153,16 @@ def test_pair_dataset_draws_crops_from_downscaled_copies(folder):
                                            photo_scales=(1.0, 0.5))))
     assert tuple(mixed[1].shape) == (8, 32, 32, 3)
     assert not np.array_equal(whole[1], mixed[1])
+
+
+@pytest.mark.parametrize("flips, orientations", [("horizontal", 2), ("dihedral", 8)])
+def test_crops_come_mirrored_or_in_every_orientation_of_the_square(flips, orientations):
+    array = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)  # no symmetry: each orientation differs
+    rng = np.random.default_rng(0)
+    seen = {random_high(array, rng, flips).tobytes() for _ in range(200)}
+    assert len(seen) == orientations
+
+
+def random_high(array, rng, flips):
+    _, high = dataset.random_pair(array, crop=8, scale=1, rng=rng, degradation={"jpeg_prob": 0.0}, flips=flips)
+    return (high * 255).round().astype(np.uint8)
