@@ -93,8 +93,14 @@ def evaluate(model, paths, scale, degradation, seed=0, tile=256, overlap=32, wid
 
 
 def summarize(rows):
-    """Means of every score, and the mean PSNR-Y gain over bicubic with its 95% t-interval."""
-    summary = {f"{kind}_{k}": float(np.mean([r[f"{kind}_{k}"] for r in rows]))
+    """Means of every score, and the mean PSNR-Y gain over bicubic with its 95% t-interval.
+
+    Chroma PSNR is infinite on a grey photo for any output that keeps it grey; its means are over
+    the photos where model and bicubic are both finite (inf when there are none)."""
+    chroma = [r for r in rows if all(np.isfinite(r[f"{kind}_psnr_{c}"]) for kind in ("model", "bicubic")
+                                     for c in ("cb", "cr"))]
+    summary = {f"{kind}_{k}": float(np.mean([r[f"{kind}_{k}"] for r in (chroma if k in ("psnr_cb", "psnr_cr")
+                                                                          else rows)] or [np.inf]))
                for kind in ("model", "bicubic") for k in _KEYS}
     gains = [r["model_psnr_y"] - r["bicubic_psnr_y"] for r in rows]
     summary["gain_psnr_y"], summary["gain_95"] = metrics.mean_interval(gains)

@@ -166,3 +166,14 @@ def test_mean_interval_is_the_student_t_interval():
     _, many = metrics.mean_interval(np.arange(100.0))
     assert many[1] - 49.5 == pytest.approx(1.96 * np.std(np.arange(100.0), ddof=1) / 10)
     assert np.isnan(metrics.mean_interval([1.0])[1][0])
+
+
+def test_summary_chroma_means_leave_out_grey_photos_and_the_gain_keeps_every_photo():
+    from superres_tf.evaluate import summarize
+    row = lambda y, cb: {**{f"{k}_{m}": 1.0 for k in ("model", "bicubic") for m in ("ssim_y", "sharpness")},  # noqa: E731
+                         "model_psnr_y": y + 1, "bicubic_psnr_y": y, "model_psnr_cb": cb, "bicubic_psnr_cb": cb,
+                         "model_psnr_cr": cb, "bicubic_psnr_cr": cb}
+    summary = summarize([row(30.0, 40.0), row(20.0, np.inf), row(25.0, 44.0)])
+    assert summary["model_psnr_cb"] == summary["bicubic_psnr_cr"] == 42.0
+    assert summary["gain_psnr_y"] == pytest.approx(1.0) and summary["model_psnr_y"] == pytest.approx(26.0)
+    assert summarize([row(30.0, np.inf)])["model_psnr_cb"] == np.inf
