@@ -3,7 +3,7 @@
 Usage: ``nice -n 10 python bench/bench_train.py [--steps=3] [--impls=ref,custom] [--quick] [--precisions=fp32,fp16]``
 
 Configurations: fixture C (StyleGAN2 16 px, fmap_base 128) at batch 8, the demo's starting network
-(``data/models/``, StyleGAN2 64 px) at batch 16 and a StyleGAN2 config-f layout at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
+(``data/models/``, StyleGAN2 32 px) at batch 16 and a StyleGAN2 config-f layout at 256 px (``create_networks('stylegan2', 256)``, NVIDIA's defaults: fmap_base 16384, 8 mapping
 layers) at batch 4, both on random images. Each ops implementation runs in its own subprocess with
 ``STYLEGAN_TL_OPS=<impl>``. The training phases of :class:`stylegan_tl.train.Trainer` are traced
 once, then timed over ``--steps`` calls each: D step, G step, G EMA, the R1 step (run every 16
@@ -30,7 +30,7 @@ from superres_tf import conventions  # noqa: E402
 FLAGS = flags.FLAGS
 CONFIGS = {
     "fixture C (v2 16 px, fmap 128)": dict(pkl=str(ROOT / "tests/fixtures/C_v2_orig_orig_r16/network.pkl"), batch=8),
-    "demo start (v2 64 px, fmap 64)": dict(pkl=str(ROOT / "data/models/landscapes64-stylegan2.pkl"), batch=16),
+    "demo start (v2 32 px, fmap 128)": dict(pkl=str(ROOT / "data/models/landscapes32-stylegan2.pkl"), batch=16),
     "stylegan2 config-f 256 px": dict(family="stylegan2", resolution=256, batch=4),
 }
 

@@ -18,7 +18,7 @@ from subprocesses import error_lines, run_module
 from test_torch_weights import tensors, zip_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_PKL = os.path.join(ROOT, "data", "models", "landscapes64-stylegan2.pkl")
+DEMO_PKL = os.path.join(ROOT, "data", "models", "landscapes32-stylegan2.pkl")
 PHOTO = os.path.join(ROOT, "data", "samples", "landscapes", "creek.jpg")
 FAST = Schedule(w_avg_samples=2000)
 
