@@ -2,7 +2,7 @@
 ``test`` presets, and the flag overrides (run_pipeline.py generates its flags from ``Config``).
 
 ``demo`` (default) runs offline on a 2-core CPU in under 15 minutes and shows transfer learning:
-the small 64 px StyleGAN2 shipped in ``data/models/`` (trained on all the embedded photos) is
+the small 32 px StyleGAN2 shipped in ``data/models/`` (trained on all the embedded photos) is
 fine-tuned on a visibly different subset of them, ``data/samples/landscapes/sky-and-water/``;
 the report compares its samples before and after, then sharpens them with the embedded x4
 super-resolution model. ``paper`` is the article's setting on a
@@ -75,10 +75,10 @@ class Config:
     family: str = passed_to(GanOptions, "family", "stylegan2", scratch=True)
     resolution: int = passed_to(GanOptions, "resolution", 64, scratch=True)
     fmap_max: int = passed_to(GanOptions, "fmap_max", 64, scratch=True)
-    kimg: float = passed_to(GanOptions, "kimg", 5.0)
+    kimg: float = passed_to(GanOptions, "kimg", 8.0)
     batch: int = passed_to(GanOptions, "batch", 8)
     gamma: Optional[float] = passed_to(GanOptions, "gamma", None)
-    aug: str = passed_to(GanOptions, "aug", "noaug")
+    aug: str = passed_to(GanOptions, "aug", "ada")
     mirror: bool = passed_to(GanOptions, "mirror", True)
     freezed: int = passed_to(GanOptions, "freezed", 0)
     snap: int = passed_to(GanOptions, "snap", 1)
@@ -128,7 +128,7 @@ PRESETS = {
         sr_crops=[128, 256], sr_epochs=[20, 20], sr_steps=500, sr_batch=16, sr_backbone="vgg16",
         heldout=0.1),
     "test": dict(
-        work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016,
+        work_dir="runs/test", resume_pkl=SCRATCH, resolution=16, fmap_max=16, kimg=0.016, aug="noaug",
         batch=4, snap=1, seeds=[0, 1, 2], sr_scale=2, sr_model=TRAIN, sr_crops=[32],
         sr_epochs=[1], sr_steps=2, sr_batch=2, sr_backbone="random", heldout=0.34, tile=32,
         overlap=8),
