@@ -13,13 +13,13 @@ import sys
 
 import numpy as np
 from absl import flags
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.transfer import centre_square  # noqa: E402
+from pipeline.records import Workspace  # noqa: E402
+from pipeline.transfer import load_images  # noqa: E402
 from superres_tf import conventions  # noqa: E402
-from superres_tf.images import image_grid, write_image  # noqa: E402
+from superres_tf.images import image_grid, read_image, write_image  # noqa: E402
 
 flags.DEFINE_string("work_dir", "runs/demo", "A pipeline work dir whose report stage has completed.")
 flags.DEFINE_string("out", "docs/img/demo_transfer.jpg", "Figure path (.jpg or .png).")
@@ -27,33 +27,28 @@ flags.DEFINE_integer("zoom", 4, "Nearest-neighbour enlargement of the GAN-resolu
 FLAGS = flags.FLAGS
 
 
-def _cell(path, side, resample):
-    image = centre_square(Image.open(path).convert("RGB"))
-    return np.asarray(image.resize((side, side), resample))
-
-
 def main():
-    summary_path = os.path.join(FLAGS.work_dir, "summary.json")
+    ws = Workspace(FLAGS.work_dir)
+    summary_path = ws.path("summary.json")
     if not os.path.isfile(summary_path):
         raise conventions.ProjectError(f"{summary_path}: not found (run the pipeline's report stage first)")
     with open(summary_path) as handle:
         summary = json.load(handle)
-    transfer = summary.get("transfer") or {}
-    if "nearest" not in transfer:
+    nearest = (summary.get("transfer") or {}).get("nearest")
+    start_folder = ws.output("generate", "samples_start")
+    if not nearest or not start_folder:
         raise conventions.ProjectError(f"{summary_path}: no transfer results (a run from a starting pickle has them)")
-    at = lambda path: os.path.join(FLAGS.work_dir, path)  # noqa: E731  (records keep paths relative to it)
-    samples = [at(item["sample"]) for item in transfer["nearest"]]
-    resolution = Image.open(samples[0]).size[0]
-    side = resolution * FLAGS.zoom
-    rows = [[_cell(os.path.join(os.path.dirname(p) + "_start", os.path.basename(p)), side, Image.NEAREST)
-             for p in samples],
-            [_cell(p, side, Image.NEAREST) for p in samples],
-            [_cell(at(item["photo"]), resolution,
-                   Image.LANCZOS).repeat(FLAGS.zoom, 0).repeat(FLAGS.zoom, 1) for item in transfer["nearest"]]]
-    enhanced = {os.path.basename(sample): at(out) for sample, out in summary["pairs"]}
+    samples = [ws.path(item["sample"]) for item in nearest]
+    # Every row through the GAN dataset's reader (centre square, resized as the trainer saw it).
+    resolution = read_image(samples[0])[0].shape[1]
+    starts = [os.path.join(start_folder, os.path.basename(p)) for p in samples]
+    photos = [ws.path(item["photo"]) for item in nearest]
+    zoom = lambda a: a.repeat(FLAGS.zoom, 1).repeat(FLAGS.zoom, 2)  # noqa: E731  (NHWC, nearest neighbour)
+    rows = [zoom(load_images(paths, resolution)) for paths in (starts, samples, photos)]
+    enhanced = {os.path.basename(sample): ws.path(out) for sample, out in summary["pairs"]}
     if all(os.path.basename(p) in enhanced for p in samples):
-        rows.append([_cell(enhanced[os.path.basename(p)], side, Image.LANCZOS) for p in samples])
-    write_image(FLAGS.out, image_grid(np.stack([cell for row in rows for cell in row]), cols=len(samples)))
+        rows.append(load_images([enhanced[os.path.basename(p)] for p in samples], resolution * FLAGS.zoom))
+    write_image(FLAGS.out, image_grid(np.concatenate(rows), cols=len(samples)))
     yield f"{FLAGS.out}: rows start / fine-tuned / nearest training photo" + (" / enhanced" if len(rows) == 4 else "")
 
 
